@@ -1,0 +1,53 @@
+"""The `audiosweep` command.
+
+Each stage of the data's path registers its own sub-commands (``register(sub, bench)`` in
+``<stage>/commands.py``); heavy imports happen inside the handlers so that ``--help`` and
+argument errors answer instantly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMAND_MODULES = (
+    "audiosweep.data.commands",
+    "audiosweep.audio.commands",
+    "audiosweep.models.commands",
+    "audiosweep.train.commands",
+    "audiosweep.sweep.commands",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="audiosweep",
+        description="Ray-orchestrated sweeps for audio tagging (DSC vs DCLS on AudioSet-style data).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    bench_parser = sub.add_parser("bench", help="benchmarks (ratios measured side by side)")
+    bench = bench_parser.add_subparsers(dest="bench", required=True, metavar="BENCH")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name != name:  # a real import error inside the module, not a missing stage
+                raise
+            continue
+        module.register(sub, bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

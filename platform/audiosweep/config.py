@@ -1,0 +1,312 @@
+"""Typed trial configuration: YAML presets plus dotted command-line overrides.
+
+A trial is fully described by a `TrialConfig`. Presets live in ``search_spaces/presets/*.yaml``
+and hold only the values that differ from these defaults (the defaults are the paper's
+recipe, Appendix A of Khalfaoui-Hassani et al. 2023). Overrides such as ``optim.lr=1e-3`` are
+parsed as YAML scalars and type-checked, so a typo fails before any cluster work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A preset, override or search space that cannot be turned into a valid config."""
+
+
+@dataclass
+class DataConfig:
+    path: str = "data/demo"
+    train_split: str = "train"
+    eval_split: str = "eval"
+    clip_seconds: float | None = None  # None: the dataset manifest's clip length
+    shuffle_buffer: int = 256  # Ray Data local shuffle buffer (rows) for training
+
+
+@dataclass
+class AudioConfig:
+    sample_rate: int = 32000
+    n_fft: int = 1024
+    hop_length: int = 320
+    n_mels: int = 128
+    f_min: float = 50.0
+    f_max: float = 14000.0
+    # AudioSet statistics of the reference implementation; `audiosweep stats` computes yours.
+    mean: float = -18.2696
+    std: float = 30.5735
+
+
+@dataclass
+class AugmentConfig:
+    roll: bool = True
+    speed_p: float = 0.5
+    speed_min: float = 0.5
+    speed_max: float = 1.5
+    erasing_p: float = 0.25
+    mixup_alpha: float = 0.8  # 0 disables mixup
+    label_smoothing: float = 0.1
+    specaugment: bool = False
+    time_masks: int = 2
+    time_mask_width: int = 128
+    freq_masks: int = 2
+    freq_mask_width: int = 32
+    tta_views: int = 0  # >0: average eval predictions over this many SpecAugment views
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "convnext_tiny"
+    conv: str = "dsc"
+    dilated_kernel_size: int = 23
+    kernel_count: int = 26
+    drop_path_rate: float = 0.4
+    dcls_impl: str = "fast"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adamw"  # adamw | lamb
+    lr: float | None = None  # None: base_lr * effective_batch / lr_reference_batch
+    base_lr: float = 4e-3
+    lr_reference_batch: int = 4096
+    weight_decay: float = 0.05
+    beta1: float = 0.9
+    beta2: float = 0.999
+    position_lr_scale: float = 5.0
+    warmup_epochs: float = 20.0
+    min_lr: float = 1e-6
+    clip_grad: float | None = None
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 60
+    batch_size: int = 32  # per worker and per step
+    effective_batch: int | None = None  # None: batch_size * num_workers (no accumulation)
+    eval_batch_size: int = 64
+    num_workers: int = 2
+    cpus_per_worker: float = 0.5
+    # None: one GPU per worker when the cluster has GPUs, else CPU (NCCL/CUDA vs gloo/CPU).
+    gpus_per_worker: float | None = None
+    amp: str = "auto"  # auto (fp16 on CUDA, off on CPU) | none | bf16 | fp16 (CUDA only)
+    loss: str = "bce"  # bce | focal
+    focal_gamma: float = 1.0
+    seed: int = 0
+    max_failures: int = 2
+    keep_checkpoints: int = 2
+    throughput_warmup_steps: int = 3
+
+
+@dataclass
+class BenchConfig:
+    """Inference throughput measured the same way for every case, at the paper's input shape."""
+
+    batch: int = 8
+    repeats: int = 3
+    frames: int = 1001
+    dtype: str = "float32"
+
+
+@dataclass
+class TrialConfig:
+    name: str = "trial"
+    preset: str = "custom"
+    run_root: str = "runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
+
+    @property
+    def case(self) -> str:
+        return f"{self.model.arch}/{self.model.conv}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialConfig:
+        return _build(cls, data, "")
+
+    def with_overrides(self, overrides: dict[str, Any] | list[str]) -> TrialConfig:
+        """A copy with dotted overrides applied (a dict or `key=value` strings)."""
+        if isinstance(overrides, list):
+            overrides = parse_overrides(overrides)
+        merged = self.to_dict()
+        for key, value in overrides.items():
+            _set_dotted(merged, key, value)
+        return TrialConfig.from_dict(merged)
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted key → value, for logging as MLflow params."""
+        return flatten(self.to_dict())
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value and key != "options":
+            out.update(flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["optim.lr=1e-3", "model.conv=dcls_gauss"]`` → dict with YAML-parsed values."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} is not of the form section.key=value")
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override {item!r}: value is not valid YAML ({err})") from err
+    return out
+
+
+def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = tree
+    for i, part in enumerate(parts[:-1]):
+        if part not in node or not isinstance(node[part], dict):
+            path = ".".join(parts[: i + 1])
+            sections = [k for k, v in node.items() if isinstance(v, dict)]
+            raise ConfigError(f"unknown config section {path!r}{_suggest(part, sections)}")
+        node = node[part]
+    leaf = parts[-1]
+    if leaf not in node and parts[-2:-1] != ["options"]:
+        raise ConfigError(f"unknown config key {key!r}{_suggest(leaf, list(node))}")
+    node[leaf] = value
+
+
+def _suggest(name: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(name, choices, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{hint} (valid: {', '.join(sorted(choices))})"
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        key = sorted(unknown)[0]
+        raise ConfigError(f"unknown config key {where + key!r}{_suggest(key, sorted(names))}")
+    kwargs = {}
+    for f in fields(cls):
+        if f.name not in data:
+            continue
+        hint, value = hints[f.name], data[f.name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[f.name] = _build(hint, value, f"{where}{f.name}.")
+        else:
+            kwargs[f.name] = _coerce(value, hint, where + f.name)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    args = get_args(hint)
+    if value is None:
+        if type(None) in args:
+            return None
+        raise ConfigError(f"{key}: may not be null")
+    base = next((a for a in args if a is not type(None)), hint) if args else hint
+    origin = get_origin(base) or base
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if origin is bool:
+        if isinstance(value, bool):
+            return value
+    elif origin is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif origin is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML reads "1e-3" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif origin is str:
+        if isinstance(value, str):
+            return value
+    else:
+        return value
+    raise ConfigError(f"{key}: expected {origin.__name__}, got {value!r}")
+
+
+# --- presets -----------------------------------------------------------------------------
+
+
+def search_spaces_dir() -> Path:
+    """`search_spaces/` of the working tree (cwd first, as under `ray job submit`)."""
+    env = os.environ.get("AUDIOSWEEP_SEARCH_SPACES")
+    candidates = [Path(env)] if env else []
+    candidates += [Path.cwd() / "search_spaces", Path(__file__).resolve().parents[2] / "search_spaces"]
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+    raise ConfigError(
+        "no search_spaces/ folder found (looked in: "
+        + ", ".join(str(c) for c in candidates)
+        + "); run from the project root or set AUDIOSWEEP_SEARCH_SPACES"
+    )
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in (search_spaces_dir() / "presets").glob("*.yaml"))
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def load_preset(name_or_path: str, overrides: list[str] | dict[str, Any] | None = None) -> TrialConfig:
+    """Defaults ← preset YAML ← overrides, validated."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = search_spaces_dir() / "presets" / f"{name_or_path}.yaml"
+        if not path.is_file():
+            raise ConfigError(f"unknown preset {name_or_path!r}{_suggest(name_or_path, list_presets())}")
+    elif not path.is_file():
+        raise ConfigError(f"preset file {path} does not exist")
+    data = load_yaml(path)
+    data.setdefault("preset", path.stem)
+    try:
+        cfg = TrialConfig.from_dict(data)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from err
+    return cfg.with_overrides(overrides or {})
+
+
+def resolve_path(path: str) -> str:
+    """Absolute path for a config path, relative to the current directory."""
+    return str(Path(path).expanduser().resolve())

@@ -1,0 +1,30 @@
+"""Connecting to Ray: the cluster in RAY_ADDRESS / --address, else a private local one."""
+
+from __future__ import annotations
+
+import os
+
+# Ray Data starts this many Parquet footer readers per read; its default (32) swamps small
+# machines, and one or two are plenty for a handful of shards (DESIGN.md).
+DATA_ENV = {"RAY_DATA_PARQUET_FOOTER_NUM_ACTORS": "2"}
+
+
+def connect(address: str | None = None, *, num_cpus: int | None = None) -> None:
+    """`ray.init` once: the given/`RAY_ADDRESS` cluster, or a new local one on 127.0.0.1."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    for key, value in DATA_ENV.items():
+        os.environ.setdefault(key, value)
+    runtime_env = {"env_vars": {k: os.environ[k] for k in DATA_ENV}}
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
+    else:
+        ray.init(
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            runtime_env=runtime_env,
+            _node_ip_address="127.0.0.1",
+        )

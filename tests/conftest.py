@@ -1,0 +1,105 @@
+"""Shared fixtures: a real Ray head on 127.0.0.1, started once per test session.
+
+The head runs as `ray start --head --block` in its own process group so that teardown can stop
+exactly this cluster (never `ray stop`, which kills every Ray process on the host).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+VENV_BIN = Path(sys.executable).parent
+# One HOME, Ray temp dir and auth token per test run: the Ray CLI, `ray job submit`, drivers
+# and workers all read them from the environment and must agree.
+_SESSION_ROOT = Path(tempfile.mkdtemp(prefix="as-test-"))
+os.environ["HOME"] = str(_SESSION_ROOT / "home")
+os.environ["RAY_TMPDIR"] = str(_SESSION_ROOT / "ray")
+os.environ["RAY_AUTH_MODE"] = "token"
+os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(16)
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+(_SESSION_ROOT / "home").mkdir(parents=True, exist_ok=True)
+(_SESSION_ROOT / "ray").mkdir(parents=True, exist_ok=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_head(port: int, proc: subprocess.Popen, log: Path, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"ray start exited early ({proc.returncode}):\n{log.read_text()}")
+        status = subprocess.run(
+            [str(VENV_BIN / "ray"), "status", f"--address=127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+        )
+        if status.returncode == 0 and "CPU" in status.stdout:
+            return
+        time.sleep(1.0)
+    raise TimeoutError(f"Ray head on port {port} not up after {timeout}s:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="session")
+def ray_head() -> dict:
+    """Start a 2-CPU Ray head with dashboard/job server on loopback; yield its addresses."""
+    port, dash_port = free_port(), free_port()
+    log = _SESSION_ROOT / "ray-head.log"
+    cmd = [
+        str(VENV_BIN / "ray"),
+        "start",
+        "--head",
+        "--block",
+        "--node-ip-address=127.0.0.1",
+        f"--port={port}",
+        "--num-cpus=2",
+        "--num-gpus=0",
+        "--include-dashboard=true",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={dash_port}",
+        f"--temp-dir={os.environ['RAY_TMPDIR']}",
+        "--disable-usage-stats",
+    ]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_for_head(port, proc, log)
+        yield {
+            "address": f"127.0.0.1:{port}",
+            "dashboard": f"http://127.0.0.1:{dash_port}",
+            "pid": proc.pid,
+        }
+    finally:
+        _stop_process_group(proc)
+
+
+def _stop_process_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.fixture(scope="session")
+def ray_address(ray_head: dict) -> str:
+    """Address of the session's Ray head, for `ray.init(address=...)`."""
+    return ray_head["address"]
