@@ -6,6 +6,7 @@ exactly this cluster (never `ray stop`, which kills every Ray process on the hos
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -93,13 +94,24 @@ def _stop_process_group(proc: subprocess.Popen) -> None:
         proc.wait(timeout=30)
     except (ProcessLookupError, subprocess.TimeoutExpired):
         pass
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 @pytest.fixture(scope="session")
 def ray_address(ray_head: dict) -> str:
     """Address of the session's Ray head, for `ray.init(address=...)`."""
     return ray_head["address"]
+
+
+@pytest.fixture
+def ray_client(ray_address: str):
+    """A driver connected to the session's head; test modules are importable by workers."""
+    import ray
+
+    tests_dir = str(Path(__file__).parent)
+    ray.init(address=ray_address, runtime_env={"env_vars": {"PYTHONPATH": tests_dir}})
+    try:
+        yield ray
+    finally:
+        ray.shutdown()

@@ -11,9 +11,10 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import types
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -117,6 +118,16 @@ class BenchConfig:
 
 
 @dataclass
+class SweepConfig:
+    """How a preset scales a search space (ignored by single trials)."""
+
+    # Paper arch → stand-in, so CPU presets run the same 3-architecture grid with small models.
+    arch_map: dict[str, Any] = field(default_factory=dict)
+    max_concurrent_trials: int | None = None  # None: derived from cluster resources
+    data_cpus: float = 1.0  # CPUs left free per running trial for Ray Data (reading, decoding)
+
+
+@dataclass
 class TrialConfig:
     name: str = "trial"
     preset: str = "custom"
@@ -128,6 +139,7 @@ class TrialConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
 
     @property
     def case(self) -> str:
@@ -158,7 +170,7 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in tree.items():
         dotted = f"{prefix}{key}"
-        if isinstance(value, dict) and value and key != "options":
+        if isinstance(value, dict) and value and key not in ("options", "arch_map"):
             out.update(flatten(value, dotted + "."))
         else:
             out[dotted] = value
@@ -189,7 +201,7 @@ def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
             raise ConfigError(f"unknown config section {path!r}{_suggest(part, sections)}")
         node = node[part]
     leaf = parts[-1]
-    if leaf not in node and parts[-2:-1] != ["options"]:
+    if leaf not in node and parts[-2:-1] not in (["options"], ["arch_map"]):
         raise ConfigError(f"unknown config key {key!r}{_suggest(leaf, list(node))}")
     node[leaf] = value
 
@@ -222,12 +234,13 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
-    args = get_args(hint)
+    is_union = get_origin(hint) in (Union, types.UnionType)
+    args = get_args(hint) if is_union else ()
     if value is None:
         if type(None) in args:
             return None
         raise ConfigError(f"{key}: may not be null")
-    base = next((a for a in args if a is not type(None)), hint) if args else hint
+    base = next(a for a in args if a is not type(None)) if is_union else hint
     origin = get_origin(base) or base
     if origin is dict:
         if not isinstance(value, dict):
@@ -264,7 +277,10 @@ def search_spaces_dir() -> Path:
     """`search_spaces/` of the working tree (cwd first, as under `ray job submit`)."""
     env = os.environ.get("AUDIOSWEEP_SEARCH_SPACES")
     candidates = [Path(env)] if env else []
-    candidates += [Path.cwd() / "search_spaces", Path(__file__).resolve().parents[2] / "search_spaces"]
+    candidates += [
+        Path.cwd() / "search_spaces",
+        Path(__file__).resolve().parents[2] / "search_spaces",
+    ]
     for candidate in candidates:
         if candidate.is_dir():
             return candidate
@@ -289,13 +305,17 @@ def load_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def load_preset(name_or_path: str, overrides: list[str] | dict[str, Any] | None = None) -> TrialConfig:
+def load_preset(
+    name_or_path: str, overrides: list[str] | dict[str, Any] | None = None
+) -> TrialConfig:
     """Defaults ← preset YAML ← overrides, validated."""
     path = Path(name_or_path)
     if not path.suffix:
         path = search_spaces_dir() / "presets" / f"{name_or_path}.yaml"
         if not path.is_file():
-            raise ConfigError(f"unknown preset {name_or_path!r}{_suggest(name_or_path, list_presets())}")
+            raise ConfigError(
+                f"unknown preset {name_or_path!r}{_suggest(name_or_path, list_presets())}"
+            )
     elif not path.is_file():
         raise ConfigError(f"preset file {path} does not exist")
     data = load_yaml(path)

@@ -1,0 +1,8 @@
+"""`python jobs/bench.py {dcls,pipeline} ...`: the benchmarks (see `audiosweep bench --help`)."""
+
+import sys
+
+from audiosweep.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["bench", *sys.argv[1:]]))

@@ -1,0 +1,12 @@
+"""Entry point for `ray job submit --working-dir . -- python jobs/optuna_search.py [--space NAME] --preset P ...`.
+
+Runs the `optuna_dcls` search space unless --space names another; every other argument is
+`audiosweep sweep`'s (see `audiosweep sweep --help`).
+"""
+
+import sys
+
+from audiosweep.jobs import sweep_job
+
+if __name__ == "__main__":
+    sys.exit(sweep_job("optuna_dcls", sys.argv[1:]))

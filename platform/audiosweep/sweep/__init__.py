@@ -1,0 +1,1 @@
+"""Sweeps: search spaces → Ray Tune trials (each a Ray Train run) → MLflow → report."""

@@ -1,0 +1,98 @@
+"""Figures people would rather look at than read: learning curves, learned DCLS positions,
+and the report's mAP bars."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: workers and CI have no display
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    for line in Path(path).read_text().splitlines():
+        if line.strip():
+            rows.append(json.loads(line))
+    return rows
+
+
+def learning_curves(rows: list[dict[str, Any]], out: Path, title: str = "") -> Path:
+    epochs = [r["epoch"] for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    panels = (("train_loss", "train loss"), ("eval_map", "eval mAP"), ("lr", "learning rate"))
+    for ax, (key, label) in zip(axes, panels, strict=True):
+        values = [r.get(key) for r in rows]
+        ax.plot(epochs, [math.nan if v is None else v for v in values], marker="o")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def dcls_positions_plot(
+    start: dict[str, Any], end: dict[str, Any], dilated_kernel_size: int, out: Path, title: str = ""
+) -> Path | None:
+    """Kernel-element positions per stage on the dilated grid, at init (grey) and at the end.
+
+    `start`/`end` map a stage name to a (2, C, K) tensor of positions relative to the kernel
+    centre (row 0: time axis, row 1: mel axis).
+    """
+    stages = [s for s in end if s in start]
+    if not stages:
+        return None
+    half = dilated_kernel_size // 2
+    fig, axes = plt.subplots(1, len(stages), figsize=(3.2 * len(stages), 3.4), squeeze=False)
+    for ax, stage in zip(axes[0], stages, strict=True):
+        for positions, style in (
+            (start[stage], dict(c="0.7", s=2)),
+            (end[stage], dict(c="C3", s=2)),
+        ):
+            p = positions.reshape(2, -1).float().cpu().numpy()
+            ax.scatter(p[0], p[1], alpha=0.5, linewidths=0, **style)
+        ax.set_xlim(-half - 0.5, half + 0.5)
+        ax.set_ylim(-half - 0.5, half + 0.5)
+        ax.set_aspect("equal")
+        ax.set_title(stage, fontsize=9)
+        ax.set_xlabel("time offset")
+        ax.set_ylabel("mel offset")
+        ax.grid(alpha=0.2)
+    fig.suptitle(
+        title
+        or f"DCLS positions on the {dilated_kernel_size}x{dilated_kernel_size} grid: init (grey) vs learned (red)"
+    )
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def report_bars(rows: list[dict[str, Any]], out: Path, title: str = "") -> Path:
+    """mAP mean ± std per case, grouped by architecture."""
+    labels = [f"{r['arch']}\n{r['conv']}" for r in rows]
+    means = [r["map_mean"] for r in rows]
+    stds = [0.0 if r["map_std"] is None or math.isnan(r["map_std"]) else r["map_std"] for r in rows]
+    colors = ["C0" if r["conv"] == "dsc" else "C3" for r in rows]
+    fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(rows)), 3.8))
+    ax.bar(range(len(rows)), means, yerr=stds, capsize=4, color=colors)
+    ax.set_xticks(range(len(rows)), labels, fontsize=8)
+    ax.set_ylabel("eval mAP (mean ± std over seeds)")
+    lo = min((m - s for m, s in zip(means, stds, strict=True)), default=0)
+    hi = max((m + s for m, s in zip(means, stds, strict=True)), default=1)
+    pad = max(0.02, (hi - lo) * 0.3)
+    ax.set_ylim(max(0.0, lo - pad), min(1.0, hi + pad))
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

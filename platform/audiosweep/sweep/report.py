@@ -1,0 +1,266 @@
+"""The paper's Table 1 rebuilt from MLflow: per case mAP mean ± std over seeds, parameters and
+throughput, and per architecture the DCLS − DSC difference with a Welch t-test."""
+
+from __future__ import annotations
+
+import csv
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+from audiosweep.sweep import tracking
+
+# Table 1 of Khalfaoui-Hassani, Masquelier & Pellegrini, "Audio classification with Dilated
+# Convolution with Learnable Spacings" (NeurIPS 2023 ML4Audio workshop, arXiv 2309.13972):
+# AudioSet eval mAP (mean ± std over 3 seeds), parameters and V100 throughput as published.
+PAPER_ROWS = [
+    {
+        "arch": "convformer_s18",
+        "conv": "dsc",
+        "kernel": "7² / 49",
+        "params": "26.8M",
+        "map": "43.14 ± 0.03",
+        "throughput": 513.3,
+    },
+    {
+        "arch": "convformer_s18",
+        "conv": "dcls_gauss",
+        "kernel": "23² / 26",
+        "params": "26.8M",
+        "map": "43.68 ± 0.02",
+        "throughput": 396.8,
+    },
+    {
+        "arch": "fastvit_sa24",
+        "conv": "dsc",
+        "kernel": "7² / 49",
+        "params": "21.5M",
+        "map": "43.82 ± 0.05",
+        "throughput": 633.6,
+    },
+    {
+        "arch": "fastvit_sa24",
+        "conv": "dcls_gauss",
+        "kernel": "23² / 26",
+        "params": "21.5M",
+        "map": "44.4 ± 0.07",
+        "throughput": 551.7,
+    },
+    {
+        "arch": "convnext_tiny",
+        "conv": "dsc",
+        "kernel": "7² / 49",
+        "params": "28.6M",
+        "map": "44.83 ± 0.14",
+        "throughput": 591.4,
+    },
+    {
+        "arch": "convnext_tiny",
+        "conv": "dcls_gauss",
+        "kernel": "23² / 26",
+        "params": "28.6M",
+        "map": "45.52 ± 0.05",
+        "throughput": 509.4,
+    },
+]
+
+METHOD = {"dsc": "Depth. Conv.", "dcls_gauss": "DCLS-Gauss", "dcls_bilinear": "DCLS-bilinear"}
+
+
+def fetch_trials(mlflow, family: str, sweep_id: str) -> list[dict[str, Any]]:
+    exp = mlflow.get_experiment_by_name(family)
+    if exp is None:
+        return []
+    runs = mlflow.search_runs(
+        [exp.experiment_id],
+        filter_string=f"tags.`{tracking.SWEEP_TAG}` = '{sweep_id}' and tags.`{tracking.ROLE_TAG}` = 'trial'",
+        max_results=5000,
+    )
+    trials = []
+    for run in runs:
+        tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
+        conv = tags.get("conv", params.get("model.conv", "?"))
+        dsc = conv == "dsc"
+        trials.append(
+            {
+                "run_id": run.info.run_id,
+                "status": run.info.status,
+                "trial_key": tags.get(tracking.TRIAL_TAG),
+                "arch": tags.get("arch", params.get("model.arch", "?")),
+                "model_arch": tags.get("model_arch", params.get("model.arch", "?")),
+                "conv": conv,
+                "seed": int(tags.get("seed", params.get("train.seed", 0))),
+                "kernel_size": 7 if dsc else int(params.get("model.dilated_kernel_size", 0)),
+                "kernel_count": 49 if dsc else int(params.get("model.kernel_count", 0)),
+                "final_map": metrics.get("final_map", metrics.get("eval_map")),
+                "best_map": metrics.get("best_map"),
+                "params_total": metrics.get("params_total"),
+                "params_dcls_positions": metrics.get("params_dcls_positions"),
+                "infer_samples_per_s": metrics.get("infer_samples_per_s"),
+                "train_samples_per_s": metrics.get("train_samples_per_s"),
+                "wall_time_s": metrics.get("wall_time_s"),
+                "infer_shape": tags.get("infer_shape"),
+                "infer_threads": tags.get("infer_threads"),
+            }
+        )
+    return sorted(
+        trials, key=lambda t: (t["arch"], t["conv"], t["kernel_size"], t["kernel_count"], t["seed"])
+    )
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return math.nan, math.nan
+    mean = statistics.fmean(values)
+    return mean, statistics.stdev(values) if len(values) > 1 else math.nan
+
+
+def build_report(mlflow, family: str, sweep_id: str) -> dict[str, Any]:
+    trials = fetch_trials(mlflow, family, sweep_id)
+    finished = [t for t in trials if t["status"] == "FINISHED" and t["final_map"] is not None]
+    groups: dict[tuple, list[dict]] = {}
+    for t in finished:
+        groups.setdefault((t["arch"], t["conv"], t["kernel_size"], t["kernel_count"]), []).append(t)
+    rows = []
+    for (arch, conv, ks, kc), members in groups.items():
+        maps = [m["final_map"] for m in members]
+        mean, std = _mean_std(maps)
+        thr = [m["infer_samples_per_s"] for m in members if m["infer_samples_per_s"]]
+        rows.append(
+            {
+                "arch": arch,
+                "model_arch": members[0]["model_arch"],
+                "conv": conv,
+                "method": METHOD.get(conv, conv),
+                "kernel": f"{ks}² / {kc}",
+                "kernel_size": ks,
+                "kernel_count": kc,
+                "params": members[0]["params_total"],
+                "map_mean": mean,
+                "map_std": std,
+                "seeds": len(members),
+                "maps": maps,
+                "infer_samples_per_s": statistics.median(thr) if thr else math.nan,
+            }
+        )
+    return {
+        "family": family,
+        "sweep_id": sweep_id,
+        "rows": rows,
+        "diffs": dcls_vs_dsc(rows),
+        "trials": trials,
+        "paper": PAPER_ROWS,
+    }
+
+
+def dcls_vs_dsc(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per arch: DCLS − DSC mAP and the Welch t-test p-value over seeds (NaN with < 2 seeds)."""
+    from scipy import stats
+
+    out = []
+    for arch in sorted({r["arch"] for r in rows}):
+        dsc = [r for r in rows if r["arch"] == arch and r["conv"] == "dsc"]
+        for other in (r for r in rows if r["arch"] == arch and r["conv"] != "dsc"):
+            for base in dsc:
+                a, b = other["maps"], base["maps"]
+                p = math.nan
+                if len(a) > 1 and len(b) > 1:
+                    p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+                out.append(
+                    {
+                        "arch": arch,
+                        "method": f"{other['method']} {other['kernel']}",
+                        "diff": other["map_mean"] - base["map_mean"],
+                        "p_value": p,
+                        "seeds": f"{len(a)} vs {len(b)}",
+                        "throughput_ratio": other["infer_samples_per_s"]
+                        / base["infer_samples_per_s"]
+                        if base["infer_samples_per_s"]
+                        else math.nan,
+                    }
+                )
+    return out
+
+
+def _fmt(value: Any, spec: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return format(value, spec)
+
+
+def markdown(rep: dict[str, Any]) -> str:
+    lines = [
+        f"## {rep['family']} — {rep['sweep_id']}",
+        "",
+        "| model | ker. size / count | method | # param. | mAP (mean ± std) | seeds | inference (samples/s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rep["rows"]:
+        name = r["arch"] if r["arch"] == r["model_arch"] else f"{r['arch']} ({r['model_arch']})"
+        lines.append(
+            f"| {name} | {r['kernel']} | {r['method']} | {_fmt(r['params'], ',.0f')} | "
+            f"{_fmt(100 * r['map_mean'], '.2f')} ± {_fmt(100 * r['map_std'], '.2f')} | {r['seeds']} | "
+            f"{_fmt(r['infer_samples_per_s'], '.1f')} |"
+        )
+    if rep["diffs"]:
+        lines += [
+            "",
+            "| model | method | ΔmAP vs DSC (points) | Welch p | seeds | throughput vs DSC |",
+            "|---|---|---|---|---|---|",
+        ]
+        for d in rep["diffs"]:
+            lines.append(
+                f"| {d['arch']} | {d['method']} | {_fmt(100 * d['diff'], '+.2f')} | {_fmt(d['p_value'], '.3g')} | "
+                f"{d['seeds']} | {_fmt(d['throughput_ratio'], '.2f')}× |"
+            )
+    lines += [
+        "",
+        "Published (Table 1 of arXiv 2309.13972, AudioSet, V100 throughput):",
+        "",
+        "| model | ker. size / count | method | # param. | mAP | throughput |",
+        "|---|---|---|---|---|---|",
+    ]
+    for p in rep["paper"]:
+        lines.append(
+            f"| {p['arch']} | {p['kernel']} | {METHOD[p['conv']]} | {p['params']} | {p['map']} | {p['throughput']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(rep: dict[str, Any], path: Path) -> Path:
+    fields = [
+        "arch",
+        "model_arch",
+        "conv",
+        "method",
+        "kernel_size",
+        "kernel_count",
+        "params",
+        "map_mean",
+        "map_std",
+        "seeds",
+        "infer_samples_per_s",
+    ]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rep["rows"])
+    return path
+
+
+def publish(mlflow, parent_run_id: str, rep: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+    """Write report.md / report.csv / report.png and log them to the sweep's parent run."""
+    from audiosweep.sweep.plots import report_bars
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "md": out_dir / "report.md",
+        "csv": write_csv(rep, out_dir / "report.csv"),
+    }
+    paths["md"].write_text(markdown(rep))
+    if rep["rows"]:
+        paths["png"] = report_bars(rep["rows"], out_dir / "report.png", title=rep["sweep_id"])
+    for path in paths.values():
+        mlflow.log_artifact(parent_run_id, str(path), artifact_path="report")
+    return paths

@@ -1,0 +1,201 @@
+"""Search spaces: one YAML format for grids, ablations and Optuna searches.
+
+A space names the MLflow experiment (``family``), the cases (``archs`` × ``convs``, or an explicit
+``cases`` list where each case may carry its own overrides), the seeds, overrides for every trial
+or per arch, and either grid ``axes`` (dotted key → list of values, crossed) or Optuna ``params``
+(dotted key → distribution). Combined with a preset and command-line overrides it yields
+`Variant`s (grid) or a Tune param space (Optuna).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from audiosweep.config import ConfigError, TrialConfig, load_yaml, search_spaces_dir
+
+KINDS = ("grid", "optuna")
+DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint", "quniform")
+SPACE_KEYS = {
+    "family",
+    "description",
+    "kind",
+    "archs",
+    "convs",
+    "cases",
+    "seeds",
+    "overrides",
+    "arch_overrides",
+    "axes",
+    "constraint",
+    "params",
+    "num_samples",
+    "metric",
+    "mode",
+    "scheduler",
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    arch: str
+    conv: str
+    overrides: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"{self.arch}/{self.conv}"
+
+
+@dataclass
+class Variant:
+    """One grid trial: a case, a seed and the overrides that make it."""
+
+    case: str
+    seed: int
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """Stable, filesystem-safe id: the same variant always gets the same run name."""
+        digest = hashlib.sha1(json.dumps(self.overrides, sort_keys=True, default=str).encode())
+        return f"{self.case.replace('/', '-')}-s{self.seed}-{digest.hexdigest()[:6]}"
+
+
+@dataclass
+class SearchSpace:
+    name: str
+    family: str
+    kind: str
+    cases: list[Case]
+    seeds: list[int]
+    overrides: dict[str, Any]
+    arch_overrides: dict[str, dict[str, Any]]
+    axes: dict[str, list[Any]]
+    constraint: str | None
+    params: dict[str, dict[str, Any]]
+    num_samples: int
+    metric: str
+    mode: str
+    scheduler: dict[str, Any]
+    description: str = ""
+
+    def case_overrides(self, case: Case, arch_map: dict[str, str]) -> dict[str, Any]:
+        """Overrides that make a trial of `case`: space-wide, per arch, per case, then the
+        preset's small-arch stand-in (the case keeps its paper name)."""
+        out = dict(self.overrides)
+        out.update(self.arch_overrides.get(case.arch, {}))
+        out.update(dict(case.overrides))
+        out["model.arch"] = arch_map.get(case.arch, case.arch)
+        out["model.conv"] = case.conv
+        return out
+
+    def variants(self, base: TrialConfig) -> list[Variant]:
+        """Every grid trial, validated against `base` (so a bad key fails before any work)."""
+        if self.kind != "grid":
+            raise ConfigError(f"search space {self.name!r} is {self.kind}, not a grid")
+        arch_map = dict(base.sweep.arch_map)
+        axis_keys = list(self.axes)
+        out: list[Variant] = []
+        for case in self.cases:
+            for values in (
+                itertools.product(*(self.axes[k] for k in axis_keys)) if axis_keys else [()]
+            ):
+                for seed in self.seeds:
+                    overrides = self.case_overrides(case, arch_map)
+                    overrides.update(dict(zip(axis_keys, values, strict=True)))
+                    overrides["train.seed"] = seed
+                    base.with_overrides(overrides)
+                    out.append(Variant(case=case.name, seed=seed, overrides=overrides))
+        return out
+
+
+def space_path(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise ConfigError(f"search space file {path} does not exist")
+        return path
+    path = search_spaces_dir() / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in search_spaces_dir().glob("*.yaml"))
+        raise ConfigError(f"unknown search space {name_or_path!r} (known: {', '.join(known)})")
+    return path
+
+
+def load_space(name_or_path: str) -> SearchSpace:
+    path = space_path(name_or_path)
+    data = load_yaml(path)
+    try:
+        return _parse(path.stem, data)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from err
+
+
+def _parse(name: str, data: dict[str, Any]) -> SearchSpace:
+    unknown = set(data) - SPACE_KEYS
+    if unknown:
+        raise ConfigError(
+            f"unknown keys {sorted(unknown)} (valid: {', '.join(sorted(SPACE_KEYS))})"
+        )
+    kind = data.get("kind", "grid")
+    if kind not in KINDS:
+        raise ConfigError(f"kind must be one of {KINDS}, not {kind!r}")
+    cases = _parse_cases(data)
+    seeds = data.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+        raise ConfigError(f"seeds must be a non-empty list of integers, not {seeds!r}")
+    axes = data.get("axes", {}) or {}
+    for key, values in axes.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"axes.{key} must be a non-empty list")
+    params = data.get("params", {}) or {}
+    for key, spec in params.items():
+        if not isinstance(spec, dict) or spec.get("type") not in DISTRIBUTIONS:
+            raise ConfigError(f"params.{key} needs a type in {DISTRIBUTIONS}, got {spec!r}")
+    if kind == "optuna" and axes:
+        raise ConfigError("an optuna space searches params; it cannot also have grid axes")
+    constraint = data.get("constraint")
+    if constraint not in (None, "params_le_dsc"):
+        raise ConfigError(f"constraint must be params_le_dsc or absent, not {constraint!r}")
+    mode = data.get("mode", "max")
+    if mode not in ("max", "min"):
+        raise ConfigError(f"mode must be max or min, not {mode!r}")
+    return SearchSpace(
+        name=name,
+        family=str(data.get("family", name)),
+        kind=kind,
+        cases=cases,
+        seeds=seeds,
+        overrides=dict(data.get("overrides", {}) or {}),
+        arch_overrides={k: dict(v) for k, v in (data.get("arch_overrides", {}) or {}).items()},
+        axes=axes,
+        constraint=constraint,
+        params=params,
+        num_samples=int(data.get("num_samples", 10)),
+        metric=str(data.get("metric", "eval_map")),
+        mode=mode,
+        scheduler=dict(data.get("scheduler", {}) or {}),
+        description=str(data.get("description", "")),
+    )
+
+
+def _parse_cases(data: dict[str, Any]) -> list[Case]:
+    if "cases" in data:
+        if "archs" in data or "convs" in data:
+            raise ConfigError("give either cases or archs × convs, not both")
+        cases = []
+        for item in data["cases"]:
+            if not isinstance(item, dict) or not {"arch", "conv"} <= set(item):
+                raise ConfigError(f"each case needs arch and conv, got {item!r}")
+            overrides = tuple(sorted((item.get("overrides") or {}).items()))
+            cases.append(Case(item["arch"], item["conv"], overrides))
+        return cases
+    archs, convs = data.get("archs"), data.get("convs", ["dsc"])
+    if not archs:
+        raise ConfigError("no cases: give archs (and convs) or a cases list")
+    return [Case(a, c) for a in archs for c in convs]

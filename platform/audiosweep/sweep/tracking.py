@@ -1,0 +1,188 @@
+"""MLflow tracking: a parent run per sweep, a child run per trial, epoch metrics as reported.
+
+Runs are found again by tag (sweep id, trial key), so a resumed sweep or a restarted trial
+keeps logging into the run it started instead of opening a duplicate. Everything goes through
+`MlflowClient` with explicit run ids (no process-global active run), over HTTP: a file or
+SQLite URI would land inside a Ray worker's session folder.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from ray.train.v2.api.callback import UserCallback
+
+SWEEP_TAG = "audiosweep.sweep_id"
+TRIAL_TAG = "audiosweep.trial_key"
+ROLE_TAG = "audiosweep.role"
+LOCAL_URI_FILE = Path(".local") / "infra" / "mlflow_uri"
+
+
+class TrackingError(RuntimeError):
+    pass
+
+
+def tracking_uri(explicit: str | None = None) -> str:
+    """MLFLOW_TRACKING_URI, else the local server started by `make up` (infra/local/up.sh)."""
+    uri = explicit or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri and LOCAL_URI_FILE.is_file():
+        uri = LOCAL_URI_FILE.read_text().strip()
+    if not uri:
+        raise TrackingError(
+            "no MLflow tracking server: set MLFLOW_TRACKING_URI (e.g. http://127.0.0.1:5000) "
+            "or start the local one with `make up`"
+        )
+    if not uri.startswith(("http://", "https://", "databricks")):
+        raise TrackingError(
+            f"MLFLOW_TRACKING_URI={uri!r}: use an HTTP(S) tracking server; a file or sqlite URI "
+            "would be resolved inside each Ray worker's own session folder"
+        )
+    return uri
+
+
+def client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def git_commit() -> str:
+    env = os.environ.get("AUDIOSWEEP_GIT_COMMIT")
+    if env:
+        return env
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def experiment_id(mlflow_client, family: str) -> str:
+    exp = mlflow_client.get_experiment_by_name(family)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            mlflow_client.restore_experiment(exp.experiment_id)
+        return exp.experiment_id
+    try:
+        return mlflow_client.create_experiment(family)
+    except Exception:  # created concurrently by another trial
+        return mlflow_client.get_experiment_by_name(family).experiment_id
+
+
+def find_run(mlflow_client, exp_id: str, tags: dict[str, str]):
+    query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+    runs = mlflow_client.search_runs([exp_id], filter_string=query, max_results=2)
+    return runs[0] if runs else None
+
+
+def parent_run(mlflow_client, family: str, sweep_id: str, tags: dict[str, str]) -> str:
+    exp_id = experiment_id(mlflow_client, family)
+    found = find_run(mlflow_client, exp_id, {SWEEP_TAG: sweep_id, ROLE_TAG: "sweep"})
+    if found is not None:
+        mlflow_client.update_run(found.info.run_id, status="RUNNING")
+        return found.info.run_id
+    run = mlflow_client.create_run(
+        exp_id,
+        run_name=sweep_id,
+        tags={SWEEP_TAG: sweep_id, ROLE_TAG: "sweep", **tags},
+    )
+    return run.info.run_id
+
+
+def child_run(
+    mlflow_client,
+    *,
+    family: str,
+    sweep_id: str,
+    parent_id: str,
+    trial_key: str,
+    tags: dict[str, str],
+) -> tuple[str, bool]:
+    """(run id, created) for the trial's child run, reusing the one a restarted trial opened."""
+    exp_id = experiment_id(mlflow_client, family)
+    found = find_run(mlflow_client, exp_id, {SWEEP_TAG: sweep_id, TRIAL_TAG: trial_key})
+    if found is not None:
+        mlflow_client.update_run(found.info.run_id, status="RUNNING")
+        return found.info.run_id, False
+    run = mlflow_client.create_run(
+        exp_id,
+        run_name=trial_key,
+        tags={
+            "mlflow.parentRunId": parent_id,
+            SWEEP_TAG: sweep_id,
+            TRIAL_TAG: trial_key,
+            ROLE_TAG: "trial",
+            **tags,
+        },
+    )
+    return run.info.run_id, True
+
+
+def log_params(mlflow_client, run_id: str, params: dict[str, Any]) -> None:
+    """Log params once: MLflow params are immutable, and a restarted trial has the same ones."""
+    from mlflow.entities import Param
+
+    existing = mlflow_client.get_run(run_id).data.params
+    todo = [Param(k, _param_str(v)) for k, v in params.items() if k not in existing]
+    for i in range(0, len(todo), 100):
+        mlflow_client.log_batch(run_id, params=todo[i : i + 100])
+
+
+def _param_str(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 6000 else text[:5997] + "..."
+
+
+def numeric_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    out = {}
+    for key, value in metrics.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            continue
+        out[key] = float(value)
+    return out
+
+
+def log_metrics(mlflow_client, run_id: str, metrics: dict[str, Any], step: int) -> None:
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    batch = [Metric(k, v, now, step) for k, v in numeric_metrics(metrics).items()]
+    for i in range(0, len(batch), 500):
+        mlflow_client.log_batch(run_id, metrics=batch[i : i + 500])
+
+
+class MLflowEpochCallback(UserCallback):
+    """Logs rank 0's epoch metrics to the trial's child run once the report (and its
+    checkpoint) is persisted, so an epoch re-run after a restart is not logged twice."""
+
+    EPOCH_KEYS = (
+        "train_loss",
+        "lr",
+        "eval_map",
+        "eval_dprime",
+        "eval_mean_dprime",
+        "eval_mean_auc",
+        "best_map",
+        "train_samples_per_s",
+        "epoch_seconds",
+    )
+
+    def __init__(self, uri: str, run_id: str) -> None:
+        self.uri = uri
+        self.run_id = run_id
+
+    def after_report(self, run_context, metrics, checkpoint) -> None:
+        row = metrics[0]
+        epoch = int(row.get("epoch", 0))
+        log_metrics(
+            client(self.uri), self.run_id, {k: row[k] for k in self.EPOCH_KEYS if k in row}, epoch
+        )

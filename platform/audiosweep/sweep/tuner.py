@@ -1,0 +1,292 @@
+"""Build and run a sweep: search space + preset → Ray Tune (grid or Optuna + ASHA) → MLflow."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from audiosweep.config import ConfigError, TrialConfig
+from audiosweep.sweep.spaces import SearchSpace, Variant
+
+
+@dataclass
+class SweepPlan:
+    space: SearchSpace
+    base: TrialConfig
+    sweep_id: str
+    sweep_dir: Path
+    variants: list[Variant]  # grid only
+    dropped: list[tuple[Variant, str]]  # grid variants removed by a constraint, with why
+
+
+def plan_sweep(space: SearchSpace, base: TrialConfig, sweep_id: str, run_root: str) -> SweepPlan:
+    variants: list[Variant] = []
+    dropped: list[tuple[Variant, str]] = []
+    if space.kind == "grid":
+        variants = space.variants(base)
+        if space.constraint == "params_le_dsc":
+            variants, dropped = _params_le_dsc(variants, base)
+        if not variants:
+            raise ConfigError(f"search space {space.name!r} leaves no trial to run")
+    else:
+        for case in space.cases:  # validate the case overrides before any cluster work
+            base.with_overrides(space.case_overrides(case, dict(base.sweep.arch_map)))
+    return SweepPlan(space, base, sweep_id, Path(run_root) / "sweeps" / sweep_id, variants, dropped)
+
+
+def _params_le_dsc(variants: list[Variant], base: TrialConfig) -> tuple[list[Variant], list]:
+    """Keep DCLS variants whose model has no more parameters than the same arch with DSC."""
+    from audiosweep.data import DatasetInfo
+    from audiosweep.models import count_parameters, create_model
+
+    num_classes = DatasetInfo.load(base.data.path).num_classes
+    cache: dict[tuple, int] = {}
+
+    def params(cfg: TrialConfig) -> int:
+        key = (
+            cfg.model.arch,
+            cfg.model.conv,
+            cfg.model.dilated_kernel_size,
+            cfg.model.kernel_count,
+        )
+        if key not in cache:
+            model = create_model(
+                cfg.model.arch,
+                conv=cfg.model.conv,
+                num_classes=num_classes,
+                dilated_kernel_size=cfg.model.dilated_kernel_size,
+                kernel_count=cfg.model.kernel_count,
+                **cfg.model.options,
+            )
+            cache[key] = count_parameters(model)
+        return cache[key]
+
+    kept, dropped = [], []
+    for v in variants:
+        cfg = base.with_overrides(v.overrides)
+        dsc = params(cfg.with_overrides({"model.conv": "dsc"}))
+        own = params(cfg)
+        if own <= dsc:
+            kept.append(v)
+        else:
+            dropped.append((v, f"{own:,} parameters > DSC's {dsc:,}"))
+    return kept, dropped
+
+
+def max_concurrent_trials(base: TrialConfig, resources: dict[str, float]) -> int:
+    """As many trials as the cluster fits: each holds workers × (CPU, GPU) and leaves
+    `sweep.data_cpus` CPUs for its Ray Data pipeline (Data starves if workers take them all)."""
+    if base.sweep.max_concurrent_trials:
+        return base.sweep.max_concurrent_trials
+    workers = base.train.num_workers
+    cpu_per_trial = workers * base.train.cpus_per_worker + base.sweep.data_cpus
+    limits = [math.floor(resources.get("CPU", 0) / cpu_per_trial)] if cpu_per_trial > 0 else []
+    gpus = base.train.gpus_per_worker
+    if gpus is None:
+        gpus = 1.0 if resources.get("GPU", 0) > 0 else 0.0
+    if gpus > 0:
+        limits.append(math.floor(resources.get("GPU", 0) / (workers * gpus)))
+    n = min(limits) if limits else 1
+    if n < 1:
+        raise ConfigError(
+            f"one trial needs {workers} workers × {base.train.cpus_per_worker} CPU"
+            f"{f' × {gpus} GPU' if gpus else ''} + {base.sweep.data_cpus} CPU for data, "
+            f"but the cluster has {resources.get('CPU', 0)} CPU / {resources.get('GPU', 0)} GPU"
+        )
+    return n
+
+
+def param_space(plan: SweepPlan) -> dict[str, Any]:
+    from ray import tune
+
+    space = plan.space
+    if space.kind == "grid":
+        return {"variant": tune.grid_search([asdict(v) for v in plan.variants])}
+    arch_map = dict(plan.base.sweep.arch_map)
+    cases = {c.name: space.case_overrides(c, arch_map) for c in space.cases}
+    names = list(cases)
+    return {
+        "cases": cases,
+        "case": tune.choice(names) if len(names) > 1 else names[0],
+        "seed": tune.choice(space.seeds) if len(space.seeds) > 1 else space.seeds[0],
+        "params": {key: _distribution(spec) for key, spec in space.params.items()},
+    }
+
+
+def _distribution(spec: dict[str, Any]):
+    from ray import tune
+
+    kind = spec["type"]
+    if kind == "choice":
+        return tune.choice(spec["values"])
+    if kind == "uniform":
+        return tune.uniform(spec["low"], spec["high"])
+    if kind == "loguniform":
+        return tune.loguniform(spec["low"], spec["high"])
+    if kind == "quniform":
+        return tune.quniform(spec["low"], spec["high"], spec["q"])
+    return tune.randint(spec["low"], spec["high"])
+
+
+def run_sweep(
+    plan: SweepPlan,
+    *,
+    tracking_uri: str,
+    resume: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run (or resume) the sweep; returns the report dict. Finished trials are never re-run."""
+    import ray
+    from ray import tune
+
+    from audiosweep.sweep import report, tracking
+    from audiosweep.sweep.trainable import SweepContext, run_trial_in_tune
+
+    space, base = plan.space, plan.base
+    mlflow = tracking.client(tracking_uri)
+    commit = tracking.git_commit()
+    parent_id = tracking.parent_run(
+        mlflow,
+        space.family,
+        plan.sweep_id,
+        tags={"space": space.name, "preset": base.preset, "git_commit": commit},
+    )
+    tracking.log_params(
+        mlflow,
+        parent_id,
+        {
+            "space": space.name,
+            "kind": space.kind,
+            "preset": base.preset,
+            "trials": len(plan.variants),
+        },
+    )
+    context = SweepContext(
+        sweep_id=plan.sweep_id,
+        family=space.family,
+        space=space.name,
+        preset=base.preset,
+        base=base.to_dict(),
+        sweep_dir=str(plan.sweep_dir),
+        tracking_uri=tracking_uri,
+        parent_run_id=parent_id,
+        git_commit=commit,
+    )
+    # The trial function reserves nothing itself: its Train workers hold the resources.
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial_in_tune, context=context), {"cpu": 0}
+    )
+    plan.sweep_dir.mkdir(parents=True, exist_ok=True)
+    storage = str(plan.sweep_dir.resolve())
+    tune_dir = plan.sweep_dir / "tune"
+    concurrency = max_concurrent_trials(base, ray.cluster_resources())
+    print(
+        f"[audiosweep] sweep {plan.sweep_id}: space {space.name} ({space.kind}), preset {base.preset}, "
+        f"{len(plan.variants) or space.num_samples} trials, up to {concurrency} at once"
+    )
+    for variant, why in plan.dropped:
+        print(f"[audiosweep]   skipped {variant.key}: {why}")
+    start = time.time()
+    if resume and tune.Tuner.can_restore(str(tune_dir.resolve())):
+        print(f"[audiosweep] resuming from {tune_dir}")
+        tuner = tune.Tuner.restore(
+            str(tune_dir.resolve()), trainable=trainable, resume_errored=True
+        )
+    else:
+        if resume:
+            print(f"[audiosweep] nothing to resume at {tune_dir}; starting the sweep")
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space(plan),
+            tune_config=_tune_config(space, base, concurrency),
+            run_config=tune.RunConfig(
+                name="tune",
+                storage_path=storage,
+                failure_config=tune.FailureConfig(max_failures=1),
+                verbose=1 if progress else 0,
+            ),
+        )
+    results = tuner.fit()
+    wall = time.time() - start
+    _close_stopped_trials(mlflow, space.family, plan.sweep_id)
+    errors = [r.error for r in results if r.error is not None]
+    rep = report.build_report(mlflow, space.family, plan.sweep_id)
+    report.publish(mlflow, parent_id, rep, plan.sweep_dir / "report")
+    trial_time = sum(r.get("wall_time_s") or 0 for r in rep["trials"])
+    tracking.log_metrics(
+        mlflow,
+        parent_id,
+        {
+            "sweep_wall_time_s": wall,
+            "sum_trial_wall_time_s": trial_time,
+            "trials_failed": len(errors),
+        },
+        step=0,
+    )
+    mlflow.set_terminated(parent_id, status="FAILED" if errors else "FINISHED")
+    print(report.markdown(rep))
+    print(f"[audiosweep] sweep wall time {wall:.0f}s; sum of trial wall times {trial_time:.0f}s")
+    if errors:
+        print(
+            f"[audiosweep] {len(errors)} trial(s) failed; finished ones are kept. First error:\n{errors[0]}"
+        )
+    return rep
+
+
+def _tune_config(space: SearchSpace, base: TrialConfig, concurrency: int):
+    from ray import tune
+
+    if space.kind == "grid":
+        return tune.TuneConfig(max_concurrent_trials=concurrency, trial_name_creator=_trial_name)
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    sched = space.scheduler
+    scheduler = None
+    if sched.get("type", "asha") == "asha":
+        # A restored trial restarts training_iteration, so ASHA counts the reported epoch.
+        scheduler = ASHAScheduler(
+            time_attr="epoch",
+            max_t=base.train.epochs,
+            grace_period=int(sched.get("grace_period", 1)),
+            reduction_factor=float(sched.get("reduction_factor", 2)),
+        )
+    return tune.TuneConfig(
+        metric=space.metric,
+        mode=space.mode,
+        search_alg=OptunaSearch(seed=base.train.seed),
+        scheduler=scheduler,
+        num_samples=space.num_samples,
+        max_concurrent_trials=concurrency,
+        trial_name_creator=_trial_name,
+    )
+
+
+def _trial_name(trial) -> str:
+    config = trial.config
+    if "variant" in config:
+        v = config["variant"]
+        return f"{v['case'].replace('/', '-')}-s{v['seed']}-{trial.trial_id}"
+    return f"{str(config.get('case', 'trial')).replace('/', '-')}-{trial.trial_id}"
+
+
+def _close_stopped_trials(mlflow, family: str, sweep_id: str) -> None:
+    """Trials that ASHA stopped (or that died) never close their MLflow run: close them here,
+    keeping what they logged."""
+    from audiosweep.sweep import tracking
+
+    exp = mlflow.get_experiment_by_name(family)
+    if exp is None:
+        return
+    runs = mlflow.search_runs(
+        [exp.experiment_id],
+        filter_string=f"tags.`{tracking.SWEEP_TAG}` = '{sweep_id}' and tags.`{tracking.ROLE_TAG}` = 'trial' "
+        "and attributes.status = 'RUNNING'",
+        max_results=1000,
+    )
+    for run in runs:
+        mlflow.set_tag(run.info.run_id, "audiosweep.stopped_early", "true")
+        mlflow.set_terminated(run.info.run_id, status="KILLED")

@@ -1,0 +1,280 @@
+"""The Ray Train worker loop: one readable pass from shard to report.
+
+Per epoch: waveforms from this worker's Ray Data shard → device → waveform augmentation → mel
+front end (random erasing on the linear spectrogram) → mixup → model → loss → (accumulated)
+optimizer step → per-iteration schedule; then evaluation on this worker's part of the eval split,
+gathered so every eval clip counts once → metrics → checkpoint → ``ray.train.report``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray.train
+import ray.train.torch
+import torch
+from torch import nn
+
+from audiosweep.config import TrialConfig
+from audiosweep.train import checkpoint as ckpt
+from audiosweep.train.gather import gather_rows, gather_strings
+from audiosweep.train.pipeline import TrainingPipeline, build_pipeline
+from audiosweep.train.seeding import derive_seed, seed_everything
+from audiosweep.train.throughput import StepTimer, inference_throughput
+
+PER_CLASS_AP_FILE = "per_class_ap.csv"
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    cfg = TrialConfig.from_dict(config["trial"])
+    num_classes: int = config["num_classes"]
+    class_names: list[str] = config["class_names"]
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    torch.set_num_threads(max(1, int(cfg.train.cpus_per_worker)))
+
+    from audiosweep.models import (
+        count_dcls_positions,
+        count_parameters,
+        create_model,
+        dcls_positions,
+    )
+
+    seed_everything(derive_seed(cfg.train.seed, "init"))  # same initial weights on every rank
+    model = create_model(
+        cfg.model.arch,
+        conv=cfg.model.conv,
+        num_classes=num_classes,
+        dilated_kernel_size=cfg.model.dilated_kernel_size,
+        kernel_count=cfg.model.kernel_count,
+        drop_path_rate=cfg.model.drop_path_rate,
+        dcls_impl=cfg.model.dcls_impl,
+        **cfg.model.options,
+    )
+    positions_init = {k: v.detach().clone() for k, v in dcls_positions(model).items()}
+    param_counts = {
+        "params_total": count_parameters(model),
+        "params_dcls_positions": count_dcls_positions(model),
+    }
+    model = ray.train.torch.prepare_model(model)
+    pipe = build_pipeline(
+        cfg,
+        num_classes=num_classes,
+        device=device,
+        model=model,
+        train_rows=config["train_rows"],
+        world=world,
+    )
+
+    start_epoch, best_map = 0, float("nan")
+    restored = ray.train.get_checkpoint()
+    if restored is not None:
+        with restored.as_directory() as directory:
+            state = ckpt.load_training_state(Path(directory))
+        ckpt.unwrap(model).load_state_dict(state["model"])
+        pipe.optimizer.load_state_dict(state["optimizer"])
+        pipe.scheduler.load_state_dict(state["scheduler"])
+        if pipe.scaler is not None and state["scaler"]:
+            pipe.scaler.load_state_dict(state["scaler"])
+        start_epoch = int(state["epoch"]) + 1
+        best_map = float(state["extra"].get("best_map", float("nan")))
+        positions_init = state["extra"].get("positions_init", positions_init)
+        if rank == 0:
+            print(f"[audiosweep] resumed from checkpoint after epoch {start_epoch}")
+
+    train_shard = ray.train.get_dataset_shard("train")
+    eval_shard = ray.train.get_dataset_shard("eval")
+    timer = StepTimer(warmup_steps=cfg.train.throughput_warmup_steps, device=device)
+
+    for epoch in range(start_epoch, cfg.train.epochs):
+        seed_everything(derive_seed(cfg.train.seed, "epoch", rank, epoch))
+        t0 = time.perf_counter()
+        train_loss = train_one_epoch(model, pipe, train_shard, cfg, epoch, rank, world, timer)
+        result = evaluate(model, pipe, eval_shard, cfg, device, num_classes)
+        metrics: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            "lr": pipe.optimizer.param_groups[0]["lr"],
+            "train_samples_per_s": timer.samples_per_second * world,
+            "epoch_seconds": time.perf_counter() - t0,
+            **param_counts,
+            **{k: v for k, v in result.items() if k != "per_class_ap"},
+        }
+        if not math.isnan(metrics["eval_map"]):
+            best_map = (
+                metrics["eval_map"] if math.isnan(best_map) else max(best_map, metrics["eval_map"])
+            )
+        metrics["best_map"] = best_map
+        last = epoch + 1 == cfg.train.epochs
+        if last and rank == 0:
+            metrics.update(
+                inference_throughput(
+                    ckpt.unwrap(model),
+                    batch=cfg.bench.batch,
+                    n_mels=cfg.audio.n_mels,
+                    frames=cfg.bench.frames,
+                    device=device,
+                    repeats=cfg.bench.repeats,
+                    dtype=cfg.bench.dtype,
+                )
+            )
+        with tempfile.TemporaryDirectory() as tmp:
+            checkpoint = None
+            if rank == 0:
+                ckpt.save_training_state(
+                    Path(tmp),
+                    model=model,
+                    optimizer=pipe.optimizer,
+                    scheduler=pipe.scheduler,
+                    scaler=pipe.scaler,
+                    epoch=epoch,
+                    extra={
+                        "best_map": best_map,
+                        "positions_init": positions_init,
+                        "positions_final": {
+                            k: v.detach().cpu().clone()
+                            for k, v in dcls_positions(ckpt.unwrap(model)).items()
+                        },
+                    },
+                )
+                write_per_class_ap(
+                    Path(tmp) / PER_CLASS_AP_FILE, class_names, result["per_class_ap"]
+                )
+                if last:
+                    ckpt.save_model_weights(model, Path(tmp) / ckpt.MODEL_FILE)
+                checkpoint = ray.train.Checkpoint.from_directory(tmp)
+            ray.train.report(metrics, checkpoint=checkpoint)
+        if rank == 0:
+            print(
+                f"[audiosweep] epoch {epoch + 1}/{cfg.train.epochs} loss {train_loss:.4f} "
+                f"mAP {metrics['eval_map']:.4f} d' {metrics['eval_dprime']:.3f} "
+                f"lr {metrics['lr']:.2e} {metrics['epoch_seconds']:.1f}s"
+            )
+
+
+def train_one_epoch(
+    model: nn.Module,
+    pipe: TrainingPipeline,
+    shard: Any,
+    cfg: TrialConfig,
+    epoch: int,
+    rank: int,
+    world: int,
+    timer: StepTimer,
+) -> float:
+    model.train()
+    accum = pipe.accumulation_steps
+    losses: list[float] = []
+    batches = iterate(
+        shard,
+        cfg.train.batch_size,
+        pipe.device,
+        shuffle_buffer=cfg.data.shuffle_buffer,
+        shuffle_seed=derive_seed(cfg.train.seed, "shuffle", rank, epoch),
+        drop_last=True,
+    )
+    pipe.optimizer.zero_grad(set_to_none=True)
+    for step, batch in enumerate(batches):
+        if (
+            step >= pipe.batches_per_epoch
+        ):  # identical step count on every rank keeps DDP in lockstep
+            break
+        timer.start()
+        spec, target = pipe.train_inputs(batch["waveform"], batch["target"])
+        sync_now = (step + 1) % accum == 0
+        no_sync = (
+            model.no_sync
+            if (hasattr(model, "no_sync") and not sync_now)
+            else contextlib.nullcontext
+        )
+        with no_sync(), pipe.autocast():
+            loss = pipe.loss_fn(model(spec), target)
+        pipe.backward(loss / accum)
+        if sync_now:
+            pipe.step(model)
+        timer.stop(spec.shape[0])
+        losses.append(loss.detach().float().item())
+    mean = torch.tensor([float(np.mean(losses)) if losses else float("nan")], device=pipe.device)
+    return float(gather_rows(mean).mean().item())
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    pipe: TrainingPipeline,
+    shard: Any,
+    cfg: TrialConfig,
+    device: torch.device,
+    num_classes: int,
+) -> dict[str, Any]:
+    from audiosweep.train.metrics import auc_dprime, average_precision
+
+    model.eval()
+    scores, targets, ids = [], [], []
+    for batch in iterate(shard, cfg.train.eval_batch_size, device, drop_last=False):
+        with pipe.autocast():
+            probs = pipe.predict(model, batch["waveform"])
+        scores.append(probs.float())
+        targets.append(batch["target"].float())
+        ids.extend(batch["clip_id"])
+    empty = torch.zeros(0, num_classes, device=device)
+    all_scores = gather_rows(torch.cat(scores) if scores else empty)
+    all_targets = gather_rows(torch.cat(targets) if targets else empty)
+    all_ids = gather_strings(ids)
+    if len(set(all_ids)) != len(all_ids):
+        raise RuntimeError(f"evaluation saw {len(all_ids) - len(set(all_ids))} duplicate clips")
+    ap = average_precision(all_targets, all_scores)
+    valid = ~torch.isnan(ap)
+    auc = auc_dprime(all_targets, all_scores)
+    return {
+        "eval_map": float(ap[valid].mean().item()) if valid.any() else float("nan"),
+        "eval_map_excluded_classes": int((~valid).sum().item()),
+        "eval_mean_auc": float(auc["mean_auc"]),
+        "eval_dprime": float(auc["dprime_of_mean_auc"]),
+        "eval_mean_dprime": float(auc["mean_dprime"]),
+        "eval_clips": len(all_ids),
+        "per_class_ap": ap.cpu(),
+    }
+
+
+def iterate(
+    shard: Any,
+    batch_size: int,
+    device: torch.device,
+    *,
+    shuffle_buffer: int | None = None,
+    shuffle_seed: int | None = None,
+    drop_last: bool,
+):
+    """Batches of a Ray Data shard as device tensors (clip ids stay a list of str)."""
+    pin = device.type == "cuda"
+    for batch in shard.iter_batches(
+        batch_size=batch_size,
+        batch_format="numpy",
+        drop_last=drop_last,
+        local_shuffle_buffer_size=shuffle_buffer or None,
+        local_shuffle_seed=shuffle_seed if shuffle_buffer else None,
+    ):
+        out: dict[str, Any] = {"clip_id": [str(c) for c in batch["clip_id"]]}
+        for key in ("waveform", "target"):
+            tensor = torch.from_numpy(np.ascontiguousarray(batch[key], dtype=np.float32))
+            if pin:
+                tensor = tensor.pin_memory()
+            out[key] = tensor.to(device, non_blocking=pin)
+        yield out
+
+
+def write_per_class_ap(path: Path, class_names: list[str], ap: torch.Tensor) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["index", "display_name", "ap"])
+        for i, (name, value) in enumerate(zip(class_names, ap.tolist(), strict=True)):
+            writer.writerow([i, name, "" if math.isnan(value) else f"{value:.6f}"])

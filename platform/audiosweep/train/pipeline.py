@@ -1,0 +1,231 @@
+"""Everything a worker needs around the model: front end, augmentations, loss, optimizer,
+schedule and mixed precision, built once from the trial config."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from audiosweep.config import TrialConfig
+
+
+@dataclass
+class TrainingPipeline:
+    device: torch.device
+    frontend: nn.Module
+    waveform_augment: nn.Module | None
+    spec_augment: nn.Module | None
+    mixup: Any
+    loss_fn: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler | None
+    amp_dtype: torch.dtype | None
+    accumulation_steps: int
+    batches_per_epoch: int
+    clip_grad: float | None
+    tta_views: int
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def train_inputs(
+        self, waveform: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reference order: roll → speed → spectrogram (+erasing) → mel → dB → norm → mixup."""
+        if self.waveform_augment is not None:
+            waveform = self.waveform_augment(waveform)
+        spec = self.frontend(waveform, augment=True)
+        if self.spec_augment is not None:
+            spec = self.spec_augment(spec)
+        if self.mixup is not None:
+            spec, target = self.mixup(spec, target)
+        return spec, target
+
+    def predict(self, model: nn.Module, waveform: torch.Tensor) -> torch.Tensor:
+        """Eval probabilities; with TTA, the mean over SpecAugment views."""
+        spec = self.frontend(waveform, augment=False)
+        if self.tta_views > 0 and self.spec_augment is not None:
+            views = [
+                torch.sigmoid(model(self.spec_augment(spec)).float()) for _ in range(self.tta_views)
+            ]
+            return torch.stack(views).mean(0)
+        return torch.sigmoid(model(spec).float())
+
+    def backward(self, loss: torch.Tensor) -> None:
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+        else:
+            loss.backward()
+
+    def step(self, model: nn.Module) -> None:
+        if self.clip_grad:
+            if self.scaler is not None:
+                self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), self.clip_grad)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        clamp_dcls_positions(model)
+
+
+def clamp_dcls_positions(model: nn.Module) -> None:
+    """Keep learned kernel positions inside the dilated kernel (as dcls's training recipe does)."""
+    with torch.no_grad():
+        for module in model.modules():
+            clamp = getattr(module, "clamp_parameters", None)
+            if callable(clamp):
+                clamp()
+
+
+def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
+    if amp == "auto":
+        return torch.float16 if device.type == "cuda" else None
+    if amp == "none":
+        return None
+    if amp == "bf16":
+        return torch.bfloat16
+    if amp == "fp16":
+        if device.type != "cuda":
+            raise ValueError("train.amp=fp16 needs CUDA; use bf16 or none on CPU")
+        return torch.float16
+    raise ValueError(f"train.amp must be auto, none, bf16 or fp16, not {amp!r}")
+
+
+def accumulation_steps(cfg: TrialConfig, world: int) -> int:
+    per_step = cfg.train.batch_size * world
+    effective = cfg.train.effective_batch or per_step
+    if effective % per_step:
+        raise ValueError(
+            f"train.effective_batch={effective} is not a multiple of batch_size × workers = "
+            f"{cfg.train.batch_size} × {world} = {per_step}"
+        )
+    return effective // per_step
+
+
+def learning_rate(cfg: TrialConfig, world: int) -> float:
+    """The explicit lr, else base_lr scaled linearly by effective batch / reference batch."""
+    if cfg.optim.lr is not None:
+        return cfg.optim.lr
+    from audiosweep.train.schedule import scaled_lr
+
+    effective = cfg.train.batch_size * world * accumulation_steps(cfg, world)
+    return scaled_lr(cfg.optim.base_lr, effective, reference=cfg.optim.lr_reference_batch)
+
+
+def build_optimizer(cfg: TrialConfig, model: nn.Module, lr: float) -> torch.optim.Optimizer:
+    from audiosweep.models import param_groups
+
+    groups = param_groups(
+        model,
+        lr=lr,
+        weight_decay=cfg.optim.weight_decay,
+        position_lr_scale=cfg.optim.position_lr_scale,
+    )
+    betas = (cfg.optim.beta1, cfg.optim.beta2)
+    if cfg.optim.name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, betas=betas)
+    if cfg.optim.name == "lamb":
+        from timm.optim import Lamb
+
+        return Lamb(groups, lr=lr, betas=betas)
+    raise ValueError(f"optim.name must be adamw or lamb, not {cfg.optim.name!r}")
+
+
+def build_pipeline(
+    cfg: TrialConfig,
+    *,
+    num_classes: int,
+    device: torch.device,
+    model: nn.Module,
+    train_rows: int,
+    world: int,
+) -> TrainingPipeline:
+    from audiosweep.audio import FrontEnd, FrontEndConfig, SpecAugment, WaveformAugment
+    from audiosweep.train.losses import build_loss
+    from audiosweep.train.mixup import MixupWithSmoothing
+    from audiosweep.train.schedule import warmup_cosine
+
+    aug = cfg.augment
+    a = cfg.audio
+    clip_samples = int(round((cfg.data.clip_seconds or 10.0) * a.sample_rate))
+    frontend = FrontEnd(
+        FrontEndConfig(
+            sample_rate=a.sample_rate,
+            n_fft=a.n_fft,
+            hop_length=a.hop_length,
+            n_mels=a.n_mels,
+            f_min=a.f_min,
+            f_max=a.f_max,
+            mean=a.mean,
+            std=a.std,
+        ),
+        erasing_p=aug.erasing_p,
+    ).to(device)
+    waveform_augment = WaveformAugment(
+        length=clip_samples,
+        roll=aug.roll,
+        speed_p=aug.speed_p,
+        speed_rates=(aug.speed_min, aug.speed_max),
+    )
+    spec_augment = (
+        SpecAugment(
+            time_masks=aug.time_masks,
+            time_mask_width=aug.time_mask_width,
+            freq_masks=aug.freq_masks,
+            freq_mask_width=aug.freq_mask_width,
+        )
+        if aug.specaugment
+        else None
+    )
+    mixup = (
+        MixupWithSmoothing(alpha=aug.mixup_alpha, smoothing=aug.label_smoothing)
+        if aug.mixup_alpha > 0
+        else None
+    )
+    accum = accumulation_steps(cfg, world)
+    batches = (train_rows // world) // cfg.train.batch_size
+    batches -= batches % accum
+    if batches == 0:
+        raise ValueError(
+            f"the train split has {train_rows} rows: too few for {world} workers × batch "
+            f"{cfg.train.batch_size} × {accum} accumulation steps"
+        )
+    lr = learning_rate(cfg, world)
+    optimizer = build_optimizer(cfg, model, lr)
+    steps_per_epoch = batches // accum
+    scheduler = warmup_cosine(
+        optimizer,
+        total_steps=steps_per_epoch * cfg.train.epochs,
+        warmup_steps=int(math.ceil(steps_per_epoch * cfg.optim.warmup_epochs)),
+        min_lr=cfg.optim.min_lr,
+    )
+    amp_dtype = resolve_amp(cfg.train.amp, device)
+    scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
+    return TrainingPipeline(
+        device=device,
+        frontend=frontend,
+        waveform_augment=waveform_augment,
+        spec_augment=spec_augment,
+        mixup=mixup,
+        loss_fn=build_loss(cfg.train.loss, gamma=cfg.train.focal_gamma),
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        amp_dtype=amp_dtype,
+        accumulation_steps=accum,
+        batches_per_epoch=batches,
+        clip_grad=cfg.optim.clip_grad,
+        tta_views=aug.tta_views,
+    )

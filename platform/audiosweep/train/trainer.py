@@ -1,0 +1,175 @@
+"""Run one trial as a Ray Train `TorchTrainer` over Ray Data shards."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+import ray.train
+import yaml
+from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+from ray.train.v2.api.callback import UserCallback
+
+from audiosweep.config import TrialConfig, resolve_path
+from audiosweep.train.checkpoint import MODEL_FILE
+from audiosweep.train.loop import PER_CLASS_AP_FILE, train_loop_per_worker
+
+METRICS_FILE = "metrics.jsonl"
+CONFIG_FILE = "config.yaml"
+CHECKPOINT_POINTER = "final_checkpoint.txt"
+
+
+class ExactEvalDataConfig(DataConfig):
+    """Train split equally (DDP steps stay in lockstep); eval split unequally, so that every
+    eval clip goes to exactly one worker instead of being dropped or padded."""
+
+    def __init__(self, eval_name: str = "eval") -> None:
+        super().__init__(datasets_to_split=["train"])
+        self._eval_name = eval_name
+
+    def configure(self, datasets, world_size, worker_handles, worker_node_ids, **kwargs):
+        others = {k: v for k, v in datasets.items() if k != self._eval_name}
+        output = super().configure(others, world_size, worker_handles, worker_node_ids, **kwargs)
+        eval_ds = datasets[self._eval_name].copy(datasets[self._eval_name])
+        eval_ds.context.execution_options = self._resolve_execution_options(self._eval_name)
+        for i, split in enumerate(eval_ds.streaming_split(world_size, equal=False)):
+            output[i][self._eval_name] = split
+        return output
+
+
+class RunFolderCallback(UserCallback):
+    """Writes each epoch's metrics (JSONL), the per-class AP and the final weights into the
+    run folder as soon as a report (and its checkpoint) has been persisted."""
+
+    def __init__(self, run_dir: str) -> None:
+        self.run_dir = run_dir
+
+    def after_report(self, run_context, metrics, checkpoint) -> None:
+        run_dir = Path(self.run_dir)
+        row = {k: _jsonable(v) for k, v in metrics[0].items()}
+        with open(run_dir / METRICS_FILE, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        if checkpoint is None:
+            return
+        with checkpoint.as_directory() as directory:
+            for name in (PER_CLASS_AP_FILE, MODEL_FILE):
+                src = Path(directory) / name
+                if src.is_file():
+                    tmp = run_dir / f".{name}.tmp"
+                    shutil.copyfile(src, tmp)
+                    tmp.replace(run_dir / name)
+        (run_dir / CHECKPOINT_POINTER).write_text(checkpoint.path + "\n")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, (int, float, str, bool)) or value is None:
+        return value
+    return str(value)
+
+
+@dataclass
+class TrialResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+    checkpoint_path: str | None
+
+
+def resolve_trial(cfg: TrialConfig) -> tuple[TrialConfig, Any]:
+    """Fill what the dataset decides (clip length) and check what must agree with it."""
+    from audiosweep.data import DatasetInfo
+
+    data_path = resolve_path(cfg.data.path)
+    info = DatasetInfo.load(data_path)
+    for split in (cfg.data.train_split, cfg.data.eval_split):
+        if split not in info.splits:
+            raise ValueError(
+                f"dataset {data_path} has no split {split!r} (has: {', '.join(info.splits)})"
+            )
+    if info.sample_rate != cfg.audio.sample_rate:
+        raise ValueError(
+            f"dataset {data_path} is sampled at {info.sample_rate} Hz but audio.sample_rate is "
+            f"{cfg.audio.sample_rate}; set audio.sample_rate={info.sample_rate} (and check audio.f_max)"
+        )
+    cfg = cfg.with_overrides(
+        {"data.path": data_path, "data.clip_seconds": cfg.data.clip_seconds or info.clip_seconds}
+    )
+    return cfg, info
+
+
+def worker_gpus(cfg: TrialConfig) -> float:
+    if cfg.train.gpus_per_worker is not None:
+        return cfg.train.gpus_per_worker
+    return 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+
+
+def build_trainer(
+    cfg: TrialConfig,
+    *,
+    run_root: str,
+    name: str,
+    callbacks: list[Any] | None = None,
+) -> TorchTrainer:
+    """A TorchTrainer for one trial; `cfg` must come from `resolve_trial`."""
+    from audiosweep.data import DatasetInfo, read_split
+
+    info = DatasetInfo.load(cfg.data.path)
+    run_dir = Path(run_root) / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    datasets = {
+        "train": read_split(
+            cfg.data.path, cfg.data.train_split, clip_seconds=cfg.data.clip_seconds
+        ),
+        "eval": read_split(cfg.data.path, cfg.data.eval_split, clip_seconds=cfg.data.clip_seconds),
+    }
+    gpus = worker_gpus(cfg)
+    resources = {"CPU": cfg.train.cpus_per_worker, **({"GPU": gpus} if gpus else {})}
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={
+            "trial": cfg.to_dict(),
+            "num_classes": info.num_classes,
+            "class_names": info.class_names,
+            "train_rows": info.rows(cfg.data.train_split),
+        },
+        scaling_config=ScalingConfig(
+            num_workers=cfg.train.num_workers, use_gpu=gpus > 0, resources_per_worker=resources
+        ),
+        run_config=RunConfig(
+            name=name,
+            storage_path=str(Path(run_root).resolve()),
+            failure_config=FailureConfig(max_failures=cfg.train.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints),
+            callbacks=[RunFolderCallback(str(run_dir.resolve())), *(callbacks or [])],
+        ),
+        datasets=datasets,
+        dataset_config=ExactEvalDataConfig(),
+    )
+
+
+def run_trial(
+    cfg: TrialConfig,
+    *,
+    run_root: str | None = None,
+    name: str | None = None,
+    callbacks: list[Any] | None = None,
+) -> TrialResult:
+    """Train one trial to completion (resuming from its run folder if it was interrupted)."""
+    cfg, _ = resolve_trial(cfg)
+    run_root = resolve_path(run_root or cfg.run_root)
+    name = name or cfg.name
+    trainer = build_trainer(cfg, run_root=run_root, name=name, callbacks=callbacks)
+    result = trainer.fit()
+    return TrialResult(
+        run_dir=Path(run_root) / name,
+        metrics=dict(result.metrics or {}),
+        checkpoint_path=result.checkpoint.path if result.checkpoint else None,
+    )
