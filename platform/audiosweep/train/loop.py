@@ -215,7 +215,7 @@ def evaluate(
     device: torch.device,
     num_classes: int,
 ) -> dict[str, Any]:
-    from audiosweep.train.metrics import auc_dprime, average_precision
+    from audiosweep.train.metrics import tagging_metrics
 
     model.eval()
     scores, targets, ids = [], [], []
@@ -231,17 +231,15 @@ def evaluate(
     all_ids = gather_strings(ids)
     if len(set(all_ids)) != len(all_ids):
         raise RuntimeError(f"evaluation saw {len(all_ids) - len(set(all_ids))} duplicate clips")
-    ap = average_precision(all_targets, all_scores)
-    valid = ~torch.isnan(ap)
-    auc = auc_dprime(all_targets, all_scores)
+    m = tagging_metrics(all_targets, all_scores)
     return {
-        "eval_map": float(ap[valid].mean().item()) if valid.any() else float("nan"),
-        "eval_map_excluded_classes": int((~valid).sum().item()),
-        "eval_mean_auc": float(auc["mean_auc"]),
-        "eval_dprime": float(auc["dprime_of_mean_auc"]),
-        "eval_mean_dprime": float(auc["mean_dprime"]),
+        "eval_map": float(m["map"]),
+        "eval_map_excluded_classes": int(m["map_excluded"]),
+        "eval_mean_auc": float(m["mean_auc"]),
+        "eval_dprime": float(m["dprime_of_mean_auc"]),
+        "eval_mean_dprime": float(m["mean_dprime"]),
         "eval_clips": len(all_ids),
-        "per_class_ap": ap.cpu(),
+        "per_class_ap": m["per_class_ap"].cpu(),
     }
 
 

@@ -30,6 +30,7 @@ class TrainingPipeline:
     batches_per_epoch: int
     clip_grad: float | None
     tta_views: int
+    train_spec_augment: bool
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.amp_dtype is None:
@@ -43,7 +44,7 @@ class TrainingPipeline:
         if self.waveform_augment is not None:
             waveform = self.waveform_augment(waveform)
         spec = self.frontend(waveform, augment=True)
-        if self.spec_augment is not None:
+        if self.spec_augment is not None and self.train_spec_augment:
             spec = self.spec_augment(spec)
         if self.mixup is not None:
             spec, target = self.mixup(spec, target)
@@ -152,14 +153,18 @@ def build_pipeline(
     train_rows: int,
     world: int,
 ) -> TrainingPipeline:
-    from audiosweep.audio import FrontEnd, FrontEndConfig, SpecAugment, WaveformAugment
+    from audiosweep.audio import (
+        FrontEnd,
+        FrontEndConfig,
+        RandomErasing,
+        SpecAugment,
+        WaveformAugment,
+    )
     from audiosweep.train.losses import build_loss
     from audiosweep.train.mixup import MixupWithSmoothing
     from audiosweep.train.schedule import warmup_cosine
 
-    aug = cfg.augment
-    a = cfg.audio
-    clip_samples = int(round((cfg.data.clip_seconds or 10.0) * a.sample_rate))
+    aug, a = cfg.augment, cfg.audio
     frontend = FrontEnd(
         FrontEndConfig(
             sample_rate=a.sample_rate,
@@ -171,22 +176,24 @@ def build_pipeline(
             mean=a.mean,
             std=a.std,
         ),
-        erasing_p=aug.erasing_p,
+        # The reference erases on the linear power spectrogram, before the mel filterbank.
+        linear_augment=RandomErasing(p=aug.erasing_p, inplace=True) if aug.erasing_p > 0 else None,
     ).to(device)
     waveform_augment = WaveformAugment(
-        length=clip_samples,
+        length=int(round((cfg.data.clip_seconds or 10.0) * a.sample_rate)),
         roll=aug.roll,
+        speed=aug.speed_p > 0,
         speed_p=aug.speed_p,
         speed_rates=(aug.speed_min, aug.speed_max),
     )
     spec_augment = (
         SpecAugment(
-            time_masks=aug.time_masks,
-            time_mask_width=aug.time_mask_width,
-            freq_masks=aug.freq_masks,
-            freq_mask_width=aug.freq_mask_width,
+            n_time_masks=aug.time_masks,
+            time_mask_param=aug.time_mask_width,
+            n_freq_masks=aug.freq_masks,
+            freq_mask_param=aug.freq_mask_width,
         )
-        if aug.specaugment
+        if aug.specaugment or aug.tta_views > 0
         else None
     )
     mixup = (
@@ -210,6 +217,7 @@ def build_pipeline(
         total_steps=steps_per_epoch * cfg.train.epochs,
         warmup_steps=int(math.ceil(steps_per_epoch * cfg.optim.warmup_epochs)),
         min_lr=cfg.optim.min_lr,
+        base_lr=lr,
     )
     amp_dtype = resolve_amp(cfg.train.amp, device)
     scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
@@ -228,4 +236,5 @@ def build_pipeline(
         batches_per_epoch=batches,
         clip_grad=cfg.optim.clip_grad,
         tta_views=aug.tta_views,
+        train_spec_augment=aug.specaugment,
     )

@@ -1,0 +1,114 @@
+"""``audiosweep stats DATASET`` and ``audiosweep bench augment``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub, bench) -> None:
+    stats = sub.add_parser(
+        "stats",
+        help="mean/std of the log-mel front end over a dataset split (for audio.mean/audio.std)",
+    )
+    stats.add_argument("dataset", type=Path, help="dataset folder (manifest.json, shards)")
+    stats.add_argument("--split", default="train")
+    stats.add_argument("--max-clips", type=int, default=None, help="use at most N clips")
+    stats.add_argument("--batch-size", type=int, default=32)
+    stats.add_argument("--clip-seconds", type=float, default=10.0)
+    stats.add_argument(
+        "--sample-rate", type=int, default=32_000, help="front-end sample rate (the dataset's)"
+    )
+    stats.set_defaults(func=_stats)
+
+    augment = bench.add_parser(
+        "augment", help="time waveform augmentations and the mel front end side by side"
+    )
+    augment.add_argument("--batch", type=int, default=8)
+    augment.add_argument("--seconds", type=float, default=10.0)
+    augment.add_argument("--sample-rate", type=int, default=32_000)
+    augment.add_argument("--repeats", type=int, default=5)
+    augment.add_argument("--threads", type=int, default=None)
+    augment.set_defaults(func=_bench_augment)
+
+
+def format_stats(mean: float, std: float, clips: int, where: str) -> str:
+    return (
+        f"clips: {clips} ({where})\n"
+        f"mean: {mean:.4f}\n"
+        f"std: {std:.4f}\n"
+        f"override: audio.mean={mean:.4f} audio.std={std:.4f}"
+    )
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from audiosweep.audio.frontend import FrontEndConfig
+    from audiosweep.audio.stats import compute_stats
+    from audiosweep.data import iter_numpy_batches
+
+    if args.max_clips is not None and args.max_clips < 1:
+        raise SystemExit("--max-clips must be >= 1")
+    seen = 0
+
+    def counted():
+        nonlocal seen
+        for batch in iter_numpy_batches(
+            args.dataset, args.split, batch_size=args.batch_size, clip_seconds=args.clip_seconds
+        ):
+            seen += len(batch["waveform"])
+            yield batch
+
+    config = FrontEndConfig(sample_rate=args.sample_rate)
+    mean, std = compute_stats(counted(), config, max_clips=args.max_clips)
+    clips = seen if args.max_clips is None else min(seen, args.max_clips)
+    print(format_stats(mean, std, clips, f"{args.dataset} / {args.split}"))
+    return 0
+
+
+def _bench_augment(args: argparse.Namespace) -> int:
+    import statistics
+    import time
+
+    import torch
+    import torchaudio.functional as AF
+
+    from audiosweep.audio.frontend import FrontEnd, FrontEndConfig
+    from audiosweep.audio.waveform import PadOrTruncate, RandomRoll, SpeedPerturbation
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    length = int(args.seconds * args.sample_rate)
+    x = torch.randn(args.batch, length)
+    frontend = FrontEnd(FrontEndConfig(sample_rate=args.sample_rate)).eval()
+    cases = {
+        "frontend (log-mel)": lambda: frontend(x),
+        "PadOrTruncate": lambda: PadOrTruncate(length)(x[:, : length - 1000]),
+        "RandomRoll": lambda: RandomRoll(p=1.0)(x),
+        "SpeedPerturbation nearest p=0.5": lambda: SpeedPerturbation(p=0.5)(x),
+        "SpeedPerturbation nearest p=1": lambda: SpeedPerturbation(p=1.0)(x),
+        "SpeedPerturbation linear p=1": lambda: SpeedPerturbation(p=1.0, interpolation="linear")(x),
+        "torchaudio resample 32k->35k (one rate)": lambda: AF.resample(x, 32_000, 35_000),
+    }
+    print(
+        f"input ({args.batch}, {length}) float32, threads={torch.get_num_threads()}, "
+        f"median of {args.repeats} repeats; wall and process CPU time (CPU time is the steadier "
+        "figure on a shared machine)"
+    )
+    wall, cpu = {}, {}
+    with torch.no_grad():
+        for name, fn in cases.items():
+            fn()
+            walls, cpus = [], []
+            for _ in range(args.repeats):
+                start_wall, start_cpu = time.perf_counter(), time.process_time()
+                fn()
+                walls.append(time.perf_counter() - start_wall)
+                cpus.append(time.process_time() - start_cpu)
+            wall[name], cpu[name] = statistics.median(walls), statistics.median(cpus)
+    base = cpu["frontend (log-mel)"]
+    for name in cases:
+        print(
+            f"{name:42s} wall {wall[name] * 1e3:8.1f} ms  cpu {cpu[name] * 1e3:8.1f} ms  "
+            f"{cpu[name] / base:5.2f}x frontend (cpu)"
+        )
+    return 0
