@@ -29,6 +29,7 @@ os.environ["RAY_AUTH_MODE"] = "token"
 os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(16)
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ["PATH"] = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
 (_SESSION_ROOT / "home").mkdir(parents=True, exist_ok=True)
 (_SESSION_ROOT / "ray").mkdir(parents=True, exist_ok=True)
 
@@ -115,3 +116,29 @@ def ray_client(ray_address: str):
         yield ray
     finally:
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def smoke_dataset(tmp_path_factory) -> Path:
+    """A tiny demo dataset (2 s clips): 48 train clips, 23 eval clips (odd on purpose)."""
+    from audiosweep.data import prepare_demo
+
+    out = tmp_path_factory.mktemp("datasets") / "smoke"
+    prepare_demo(out, train_clips=48, eval_clips=23, clip_seconds=2.0, seed=0)
+    return out
+
+
+def run_cli(
+    args: list[str], *, env: dict | None = None, timeout: float = 900, cwd: Path | None = None
+):
+    """Run the `audiosweep` console script; fail the test with its output if it fails."""
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run(
+        [str(VENV_BIN / "audiosweep"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        cwd=cwd or Path(__file__).resolve().parents[1],
+    )
+    return proc

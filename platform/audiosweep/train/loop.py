@@ -261,7 +261,7 @@ def iterate(
         local_shuffle_buffer_size=shuffle_buffer or None,
         local_shuffle_seed=shuffle_seed if shuffle_buffer else None,
     ):
-        out: dict[str, Any] = {"clip_id": [str(c) for c in batch["clip_id"]]}
+        out: dict[str, Any] = {"clip_id": [str(c) for c in batch.get("clip_id", ())]}
         for key in ("waveform", "target"):
             tensor = torch.from_numpy(np.ascontiguousarray(batch[key], dtype=np.float32))
             if pin:

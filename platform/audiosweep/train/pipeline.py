@@ -90,6 +90,14 @@ def clamp_dcls_positions(model: nn.Module) -> None:
                 clamp()
 
 
+def make_loss(cfg: TrialConfig) -> nn.Module:
+    from audiosweep.train.losses import build_loss
+
+    if cfg.train.loss.startswith("focal"):
+        return build_loss(cfg.train.loss, gamma=cfg.train.focal_gamma)
+    return build_loss(cfg.train.loss)
+
+
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     if amp == "auto":
         return torch.float16 if device.type == "cuda" else None
@@ -160,7 +168,6 @@ def build_pipeline(
         SpecAugment,
         WaveformAugment,
     )
-    from audiosweep.train.losses import build_loss
     from audiosweep.train.mixup import MixupWithSmoothing
     from audiosweep.train.schedule import warmup_cosine
 
@@ -227,7 +234,7 @@ def build_pipeline(
         waveform_augment=waveform_augment,
         spec_augment=spec_augment,
         mixup=mixup,
-        loss_fn=build_loss(cfg.train.loss, gamma=cfg.train.focal_gamma),
+        loss_fn=make_loss(cfg),
         optimizer=optimizer,
         scheduler=scheduler,
         scaler=scaler,

@@ -15,6 +15,7 @@ import yaml
 from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 from ray.train.v2.api.callback import UserCallback
+from torch import device as torch_device
 
 from audiosweep.config import TrialConfig, resolve_path
 from audiosweep.train.checkpoint import MODEL_FILE
@@ -27,19 +28,34 @@ CHECKPOINT_POINTER = "final_checkpoint.txt"
 
 class ExactEvalDataConfig(DataConfig):
     """Train split equally (DDP steps stay in lockstep); eval split unequally, so that every
-    eval clip goes to exactly one worker instead of being dropped or padded."""
+    eval clip goes to exactly one worker instead of being dropped or padded.
+
+    Ray Train configures one dataset per call, when the workers first ask for its shard.
+    """
 
     def __init__(self, eval_name: str = "eval") -> None:
-        super().__init__(datasets_to_split=["train"])
+        super().__init__(datasets_to_split="all")
         self._eval_name = eval_name
 
     def configure(self, datasets, world_size, worker_handles, worker_node_ids, **kwargs):
-        others = {k: v for k, v in datasets.items() if k != self._eval_name}
-        output = super().configure(others, world_size, worker_handles, worker_node_ids, **kwargs)
-        eval_ds = datasets[self._eval_name].copy(datasets[self._eval_name])
-        eval_ds.context.execution_options = self._resolve_execution_options(self._eval_name)
-        for i, split in enumerate(eval_ds.streaming_split(world_size, equal=False)):
-            output[i][self._eval_name] = split
+        output = [{} for _ in range(world_size)]
+        for name, ds in datasets.items():
+            if name != self._eval_name:
+                part = super().configure(
+                    {name: ds}, world_size, worker_handles, worker_node_ids, **kwargs
+                )
+                for i in range(world_size):
+                    output[i].update(part[i])
+                continue
+            ds = ds.copy(ds)
+            if ds.name is None:
+                ds.set_name(name)
+            ds.context.execution_options = self._resolve_execution_options(name)
+            hints = worker_node_ids if self._enable_shard_locality else None
+            for i, split in enumerate(
+                ds.streaming_split(world_size, equal=False, locality_hints=hints)
+            ):
+                output[i][name] = split
         return output
 
 
@@ -101,7 +117,25 @@ def resolve_trial(cfg: TrialConfig) -> tuple[TrialConfig, Any]:
     cfg = cfg.with_overrides(
         {"data.path": data_path, "data.clip_seconds": cfg.data.clip_seconds or info.clip_seconds}
     )
+    check_trial(cfg)
     return cfg, info
+
+
+def check_trial(cfg: TrialConfig) -> None:
+    """Fail on the driver, with the offending key, before any worker starts (a worker error
+    would be retried `train.max_failures` times first)."""
+    from audiosweep.models import list_archs
+    from audiosweep.train.pipeline import make_loss, resolve_amp
+
+    if cfg.model.arch not in list_archs():
+        raise ValueError(
+            f"model.arch={cfg.model.arch!r} is not a known arch ({', '.join(list_archs())})"
+        )
+    make_loss(cfg)
+    if cfg.train.amp != "fp16":
+        resolve_amp(cfg.train.amp, torch_device("cpu"))
+    if cfg.optim.name not in ("adamw", "lamb"):
+        raise ValueError(f"optim.name must be adamw or lamb, not {cfg.optim.name!r}")
 
 
 def worker_gpus(cfg: TrialConfig) -> float:
@@ -128,7 +162,12 @@ def build_trainer(
         "train": read_split(
             cfg.data.path, cfg.data.train_split, clip_seconds=cfg.data.clip_seconds
         ),
-        "eval": read_split(cfg.data.path, cfg.data.eval_split, clip_seconds=cfg.data.clip_seconds),
+        "eval": read_split(
+            cfg.data.path,
+            cfg.data.eval_split,
+            clip_seconds=cfg.data.clip_seconds,
+            with_clip_id=True,
+        ),
     }
     gpus = worker_gpus(cfg)
     resources = {"CPU": cfg.train.cpus_per_worker, **({"GPU": gpus} if gpus else {})}

@@ -1,0 +1,141 @@
+"""One trial end to end on a real Ray head: 2 Ray Train workers (gloo, CPU) reading Parquet
+shards through Ray Data. The second test kills a worker process mid-run."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import VENV_BIN, run_cli
+
+pytestmark = pytest.mark.integration
+
+EPOCHS = 3
+
+
+def _metrics(run_dir: Path) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(ray_address, smoke_dataset, tmp_path_factory):
+    run_root = tmp_path_factory.mktemp("runs")
+    proc = run_cli(
+        [
+            "train",
+            "--preset",
+            "smoke",
+            f"data.path={smoke_dataset}",
+            f"train.epochs={EPOCHS}",
+            "--name",
+            "smoke",
+            "--run-root",
+            str(run_root),
+            "--address",
+            ray_address,
+        ]
+    )
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+    return run_root / "smoke", proc
+
+
+def test_smoke_trial_writes_metrics_and_checkpoint(smoke_run):
+    run_dir, proc = smoke_run
+    rows = _metrics(run_dir)
+    assert [r["epoch"] for r in rows] == list(range(1, EPOCHS + 1))
+    for row in rows:
+        assert 0.0 <= row["eval_map"] <= 1.0
+        assert row["eval_clips"] == 23  # every eval clip counted once across the 2 workers
+        assert math.isfinite(row["train_loss"])
+    last = rows[-1]
+    assert last["params_total"] > 0 and last["infer_samples_per_s"] > 0
+    assert last["infer_shape"] == "2x1x128x1001"
+    assert (run_dir / "config.yaml").is_file()
+    assert len((run_dir / "per_class_ap.csv").read_text().splitlines()) == 1 + 10
+
+    from audiosweep.models import create_model
+    from audiosweep.train.checkpoint import load_model_weights, load_training_state
+
+    checkpoint = Path((run_dir / "final_checkpoint.txt").read_text().strip())
+    state = load_training_state(checkpoint)  # weights_only=True inside
+    assert state["epoch"] == EPOCHS - 1
+    model = create_model("convnext_atto", num_classes=10, drop_path_rate=0.1)
+    load_model_weights(model, run_dir / "model.safetensors")
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, state["model"][key]), key
+
+
+def _worker_pids(dashboard: str) -> list[int]:
+    from ray.util.state import list_actors
+
+    actors = list_actors(
+        address=dashboard,
+        filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")],
+    )
+    return [a.pid for a in actors if a.pid]
+
+
+def test_killed_worker_resumes_from_checkpoint(ray_head, smoke_dataset, smoke_run, tmp_path):
+    run_root = tmp_path / "runs"
+    log = tmp_path / "train.log"
+    cmd = [
+        str(VENV_BIN / "audiosweep"),
+        "train",
+        "--preset",
+        "smoke",
+        f"data.path={smoke_dataset}",
+        f"train.epochs={EPOCHS}",
+        "--name",
+        "killed",
+        "--run-root",
+        str(run_root),
+        "--address",
+        ray_head["address"],
+    ]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[1]
+        )
+    run_dir = run_root / "killed"
+    killed = None
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and proc.poll() is None:
+            if _metrics(run_dir):  # epoch 1 is checkpointed: kill a worker during epoch 2
+                pids = _worker_pids(ray_head["dashboard"])
+                if pids:
+                    killed = pids[-1]
+                    os.kill(killed, signal.SIGKILL)
+                    break
+            time.sleep(0.5)
+        assert killed is not None, (
+            "never saw epoch 1 and a live worker to kill:\n" + log.read_text()[-3000:]
+        )
+        assert proc.wait(timeout=600) == 0, log.read_text()[-5000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log.read_text()
+    assert "resumed from checkpoint after epoch" in text, text[-3000:]
+    rows = _metrics(run_dir)
+    assert [r["epoch"] for r in rows] == list(range(1, EPOCHS + 1))  # no epoch logged twice
+    # Same seed, same data: the resumed run ends where the uninterrupted one did.
+    reference = _metrics(smoke_run[0])[-1]
+    assert rows[-1]["eval_map"] == pytest.approx(reference["eval_map"], abs=1e-6)
+    assert rows[-1]["train_loss"] == pytest.approx(reference["train_loss"], rel=1e-5)
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q"]))
