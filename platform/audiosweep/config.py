@@ -30,6 +30,9 @@ class DataConfig:
     eval_split: str = "eval"
     clip_seconds: float | None = None  # None: the dataset manifest's clip length
     shuffle_buffer: int = 256  # Ray Data local shuffle buffer (rows) for training
+    # CPU reserved by each Ray Data read/decode task; keep it below the CPUs the Train workers
+    # leave free, or reading waits forever (small machines: a fraction).
+    task_cpus: float = 1.0
 
 
 @dataclass

@@ -15,6 +15,7 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> None:
 
     if ray.is_initialized():
         return
+    quiet_data_progress()
     for key, value in DATA_ENV.items():
         os.environ.setdefault(key, value)
     runtime_env = {"env_vars": {k: os.environ[k] for k in DATA_ENV}}
@@ -28,3 +29,16 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> None:
             runtime_env=runtime_env,
             _node_ip_address="127.0.0.1",
         )
+
+
+def quiet_data_progress() -> None:
+    """Ray Data's per-operator progress bars flood logs that are not a terminal (job logs,
+    CI); keep them only for interactive use. Train workers inherit the driver's DataContext."""
+    import sys
+
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    interactive = sys.stderr.isatty()
+    ctx.enable_progress_bars = interactive
+    ctx.enable_operator_progress_bars = interactive

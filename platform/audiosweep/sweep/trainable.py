@@ -48,9 +48,11 @@ def trial_overrides(config: dict[str, Any]) -> tuple[str, int, dict[str, Any], s
 def run_trial_in_tune(config: dict[str, Any], context: SweepContext) -> dict[str, Any]:
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    from audiosweep.ray_cluster import quiet_data_progress
     from audiosweep.sweep import tracking
     from audiosweep.train.trainer import build_trainer, resolve_trial
 
+    quiet_data_progress()
     case, seed, overrides, key = trial_overrides(config)
     cfg = TrialConfig.from_dict(context.base).with_overrides(overrides)
     cfg, _ = resolve_trial(cfg.with_overrides({"name": key}))

@@ -11,6 +11,8 @@ from typing import Any
 from audiosweep.config import ConfigError, TrialConfig
 from audiosweep.sweep.spaces import SearchSpace, Variant
 
+TRIAL_DRIVER_CPU = 0.01
+
 
 @dataclass
 class SweepPlan:
@@ -83,7 +85,9 @@ def max_concurrent_trials(base: TrialConfig, resources: dict[str, float]) -> int
         return base.sweep.max_concurrent_trials
     workers = base.train.num_workers
     cpu_per_trial = workers * base.train.cpus_per_worker + base.sweep.data_cpus
-    limits = [math.floor(resources.get("CPU", 0) / cpu_per_trial)] if cpu_per_trial > 0 else []
+    limits = (
+        [math.floor(resources.get("CPU", 0) / cpu_per_trial + 1e-9)] if cpu_per_trial > 0 else []
+    )
     gpus = base.train.gpus_per_worker
     if gpus is None:
         gpus = 1.0 if resources.get("GPU", 0) > 0 else 0.0
@@ -175,9 +179,10 @@ def run_sweep(
         parent_run_id=parent_id,
         git_commit=commit,
     )
-    # The trial function reserves nothing itself: its Train workers hold the resources.
+    # The trial function only waits on its TorchTrainer, whose workers hold the real
+    # resources; Tune refuses an empty bundle, so it reserves a token CPU fraction.
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial_in_tune, context=context), {"cpu": 0}
+        tune.with_parameters(run_trial_in_tune, context=context), {"cpu": TRIAL_DRIVER_CPU}
     )
     plan.sweep_dir.mkdir(parents=True, exist_ok=True)
     storage = str(plan.sweep_dir.resolve())

@@ -160,13 +160,17 @@ def build_trainer(
     (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     datasets = {
         "train": read_split(
-            cfg.data.path, cfg.data.train_split, clip_seconds=cfg.data.clip_seconds
+            cfg.data.path,
+            cfg.data.train_split,
+            clip_seconds=cfg.data.clip_seconds,
+            task_cpus=cfg.data.task_cpus,
         ),
         "eval": read_split(
             cfg.data.path,
             cfg.data.eval_split,
             clip_seconds=cfg.data.clip_seconds,
             with_clip_id=True,
+            task_cpus=cfg.data.task_cpus,
         ),
     }
     gpus = worker_gpus(cfg)

@@ -1,0 +1,203 @@
+"""``audiosweep prepare audioset|hf|demo``, ``audiosweep verify`` and ``audiosweep bench pipeline``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _common_output(p: argparse.ArgumentParser, *, labels: bool = True) -> None:
+    p.add_argument("--out", required=True, help="dataset folder to write")
+    if labels:
+        p.add_argument(
+            "--labels",
+            default=None,
+            help="label index CSV (index,mid,display_name); default: the packaged AudioSet 527-class index",
+        )
+    p.add_argument("--sample-rate", type=int, default=32000, help="dataset sample rate (Hz)")
+    p.add_argument(
+        "--clip-seconds", type=float, default=10.0, help="clip length readers pad/truncate to"
+    )
+    p.add_argument("--shard-mb", type=float, default=256, help="shard size bound (MB of audio)")
+    p.add_argument("--overwrite", action="store_true", help="replace splits that already exist")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _ingest_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--format", default="flac", choices=["flac", "wav", "ogg"], help="stored audio encoding"
+    )
+    p.add_argument("--workers", type=int, default=1, help="decoding processes")
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def _run_ingest(args: argparse.Namespace, run) -> int:
+    from .ingest import rejection_summary, resolve_labels
+    from .schema import DatasetError
+    from .summary import format_summary, summarize
+
+    try:
+        labels = resolve_labels(args.labels)
+        entries = run(labels)
+    except DatasetError as err:
+        return _fail(str(err))
+    print(rejection_summary(entries))
+    print(format_summary(summarize(args.out)))
+    return 0
+
+
+def _prepare_audioset(args: argparse.Namespace) -> int:
+    from .ingest_audioset import prepare_audioset
+
+    return _run_ingest(
+        args,
+        lambda labels: prepare_audioset(
+            args.out,
+            audio_dir=args.audio_dir,
+            segments=args.segments,
+            eval_segments=args.eval_segments,
+            labels=labels,
+            sample_rate=args.sample_rate,
+            clip_seconds=args.clip_seconds,
+            shard_mb=args.shard_mb,
+            audio_format=args.format,
+            overwrite=args.overwrite,
+            workers=args.workers,
+            progress=False if args.no_progress else None,
+        ),
+    )
+
+
+def _prepare_hf(args: argparse.Namespace) -> int:
+    from .ingest_hf import prepare_hf
+
+    return _run_ingest(
+        args,
+        lambda labels: prepare_hf(
+            args.out,
+            parquet=args.parquet,
+            split=args.split,
+            labels=labels,
+            sample_rate=args.sample_rate,
+            clip_seconds=args.clip_seconds,
+            shard_mb=args.shard_mb,
+            audio_format=args.format,
+            overwrite=args.overwrite,
+            workers=args.workers,
+            progress=False if args.no_progress else None,
+        ),
+    )
+
+
+def _prepare_demo(args: argparse.Namespace) -> int:
+    from .demo import prepare_demo
+    from .schema import DatasetError
+    from .summary import print_summary
+
+    try:
+        prepare_demo(
+            args.out,
+            train_clips=args.train_clips,
+            eval_clips=args.eval_clips,
+            clip_seconds=args.clip_seconds,
+            sample_rate=args.sample_rate,
+            seed=args.seed,
+            shard_mb=args.shard_mb,
+            overwrite=args.overwrite,
+            progress=False if args.no_progress else None,
+        )
+    except DatasetError as err:
+        return _fail(str(err))
+    print_summary(args.out)
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from .verify import verify
+
+    report = verify(args.dataset, progress=False if args.no_progress else None)
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if not report.ok:
+        for problem in report.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        print(f"verify failed: {len(report.problems)} problem(s) in {report.path}", file=sys.stderr)
+        return 1
+    print(
+        f"ok: {report.rows} clips in {report.shards} shard(s) match the manifest of {report.path}"
+    )
+    return 0
+
+
+def _bench_pipeline(args: argparse.Namespace) -> int:
+    from .bench_pipeline import bench_pipeline, format_result
+    from .schema import DatasetError
+
+    try:
+        result = bench_pipeline(
+            args.data,
+            split=args.split,
+            repeats=args.repeats,
+            batch_size=args.batch_size,
+            clip_seconds=args.clip_seconds,
+            address=args.address,
+        )
+    except DatasetError as err:
+        return _fail(str(err))
+    print(format_result(result))
+    return 0
+
+
+def register(sub, bench) -> None:
+    prepare = sub.add_parser("prepare", help="build a dataset of Parquet audio shards")
+    sources = prepare.add_subparsers(dest="source", required=True, metavar="SOURCE")
+
+    p = sources.add_parser("audioset", help="audio folder + AudioSet segments CSV(s)")
+    p.add_argument(
+        "--audio-dir",
+        required=True,
+        help="folder holding <YTID>.<ext> files (searched recursively)",
+    )
+    p.add_argument("--segments", required=True, help="segments CSV -> split 'train'")
+    p.add_argument("--eval-segments", default=None, help="segments CSV -> split 'eval'")
+    _common_output(p)
+    _ingest_options(p)
+    p.set_defaults(func=_prepare_audioset)
+
+    p = sources.add_parser(
+        "hf", help="Parquet files laid out like the Hugging Face AudioSet dataset"
+    )
+    p.add_argument("--parquet", required=True, nargs="+", help="Parquet file glob(s) or folder(s)")
+    p.add_argument("--split", required=True, help="split name to write (e.g. train, eval)")
+    _common_output(p)
+    _ingest_options(p)
+    p.set_defaults(func=_prepare_hf)
+
+    p = sources.add_parser("demo", help="the embedded synthetic demo dataset (10 classes)")
+    p.add_argument("--train-clips", type=int, default=1000, help="clips in split 'train'")
+    p.add_argument("--eval-clips", type=int, default=250, help="clips in split 'eval'")
+    p.add_argument(
+        "--seed", type=int, default=0, help="dataset seed (clip i uses [seed, split, i])"
+    )
+    _common_output(p, labels=False)
+    p.set_defaults(func=_prepare_demo)
+
+    p = sub.add_parser("verify", help="check a dataset's shards against its manifest")
+    p.add_argument("dataset", help="dataset folder")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_verify)
+
+    p = bench.add_parser("pipeline", help="Ray Data reader vs a plain pyarrow+soundfile loop")
+    p.add_argument("--data", required=True, help="dataset folder")
+    p.add_argument("--split", default="train")
+    p.add_argument("--repeats", type=int, default=3, help="passes per reader (median reported)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--clip-seconds", type=float, default=None, help="default: the manifest's")
+    p.add_argument(
+        "--address", default=None, help="Ray address (default: RAY_ADDRESS or a local instance)"
+    )
+    p.set_defaults(func=_bench_pipeline)

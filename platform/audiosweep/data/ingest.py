@@ -1,0 +1,162 @@
+"""The ingest loop shared by every source: dedupe, convert (optionally in worker
+processes), write rows, record rejections, show progress, summarise."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from .rows import ClipSource, RowSpec, make_row
+from .schema import DEFAULT_CLIP_SECONDS, DEFAULT_SAMPLE_RATE, LabelIndex
+from .writer import DatasetWriter, Rejection, Row
+
+SHOWN_REJECTIONS = 10
+
+
+@dataclass
+class SplitInput:
+    """One split's clips (lazy; a source may yield a ready rejection) and their count if known."""
+
+    sources: Iterable[ClipSource | Rejection]
+    total: int | None = None
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _ordered_map(fn: Callable, items: Iterable, workers: int) -> Iterator:
+    """``map`` in input order over a process pool, with a bounded number of clips in flight."""
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    window = workers * 8
+    with ProcessPoolExecutor(
+        workers, mp_context=get_context("spawn"), initializer=_init_worker
+    ) as pool:
+        pending: deque[Future] = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def _convert(item: ClipSource | Rejection, spec: RowSpec) -> Row | Rejection:
+    return item if isinstance(item, Rejection) else make_row(item, spec)
+
+
+def _existing_ids(writer: DatasetWriter) -> dict[str, str]:
+    seen: dict[str, str] = {}
+    for split, paths in writer.kept_shards().items():
+        for path in paths:
+            for clip_id in pq.read_table(path, columns=["clip_id"]).column("clip_id").to_pylist():
+                seen[clip_id] = split
+    return seen
+
+
+def ingest(
+    out_dir: str | os.PathLike,
+    splits: dict[str, SplitInput],
+    *,
+    labels: LabelIndex,
+    sample_rate: int = DEFAULT_SAMPLE_RATE,
+    clip_seconds: float = DEFAULT_CLIP_SECONDS,
+    shard_mb: float = 256,
+    audio_format: str = "flac",
+    overwrite: bool = False,
+    workers: int = 1,
+    source: dict[str, Any] | None = None,
+    progress: bool | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Write ``splits`` into the dataset at ``out_dir``; return their manifest entries.
+
+    Bad clips are skipped and recorded with a reason; a clip id seen before (in this
+    ingest or in a split the dataset keeps) is a ``duplicate``.
+    """
+    spec = RowSpec(
+        sample_rate=int(sample_rate), audio_format=audio_format, label_ids=labels.index_of()
+    )
+    convert = partial(_convert, spec=spec)
+    with DatasetWriter(
+        out_dir,
+        labels=labels,
+        splits=list(splits),
+        sample_rate=sample_rate,
+        clip_seconds=clip_seconds,
+        shard_mb=shard_mb,
+        overwrite=overwrite,
+        source=source,
+    ) as writer:
+        seen = _existing_ids(writer)
+        for split, given in splits.items():
+            out = writer.split(split)
+            bar = tqdm(
+                total=given.total,
+                desc=f"prepare {split}",
+                unit="clip",
+                disable=None if progress is None else not progress,
+                file=sys.stderr,
+            )
+
+            def fresh(sources: Iterable[ClipSource | Rejection], split: str = split):
+                """Sources with ids seen before turned into rejections, kept in input order."""
+                for src in sources:
+                    if isinstance(src, ClipSource):
+                        if src.clip_id in seen:
+                            other = seen[src.clip_id]
+                            where = (
+                                "earlier in this split" if other == split else f"in split {other!r}"
+                            )
+                            src = Rejection(src.clip_id, "duplicate", f"clip id already {where}")
+                        else:
+                            seen[src.clip_id] = split
+                    yield src
+
+            for result in _ordered_map(convert, fresh(given.sources), workers):
+                if isinstance(result, Row):
+                    out.add(result)
+                else:
+                    out.reject(result)
+                bar.update()
+            bar.close()
+            writer.close_split(split)
+        return dict(writer.entries)
+
+
+def rejection_summary(entries: dict[str, dict[str, Any]], shown: int = SHOWN_REJECTIONS) -> str:
+    """Rows kept and rejected per split, by reason, with the first few rejected clips."""
+    lines = []
+    for split, entry in entries.items():
+        rejected = entry["rejected"]
+        counts = Counter(r["reason"] for r in rejected)
+        by_reason = ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items()))
+        lines.append(
+            f"{split}: {entry['rows']} clips written, {len(rejected)} rejected"
+            + (f" ({by_reason})" if rejected else "")
+        )
+        for r in rejected[:shown]:
+            lines.append(f"  {r['reason']:<13} {r['clip_id']}: {r['detail']}")
+        if len(rejected) > shown:
+            lines.append(f"  ... {len(rejected) - shown} more in manifest.json")
+    return "\n".join(lines)
+
+
+def resolve_labels(path: str | os.PathLike | None) -> LabelIndex:
+    from .schema import default_labels_path
+
+    return LabelIndex.read(Path(path) if path else default_labels_path())
