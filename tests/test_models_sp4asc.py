@@ -7,6 +7,10 @@ import struct
 
 import pytest
 import torch
+from DCLS.construct.modules import Dcls1d
+from safetensors.torch import save_file
+from torch import nn
+
 from audiosweep.models.batchnorm_fold import fold_batchnorm, is_folded
 from audiosweep.models.export import export_folded_fp16, load_folded_fp16
 from audiosweep.models.sp4asc import (
@@ -16,9 +20,6 @@ from audiosweep.models.sp4asc import (
     build_sp4asc,
     report_parameter_count,
 )
-from DCLS.construct.modules import Dcls1d
-from safetensors.torch import save_file
-from torch import nn
 
 FP16_DATA_BYTES = 62_474 * 2  # the report's "122 KB"
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 import copy
 
 import torch
-from audiosweep.models.sp4asc import ConvBlock, MelAffine, MelBatchNorm
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
+
+from audiosweep.models.sp4asc import ConvBlock, MelAffine, MelBatchNorm
 
 
 def _scale_shift(bn: _BatchNorm, where: str) -> tuple[torch.Tensor, torch.Tensor]:

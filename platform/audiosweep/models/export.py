@@ -12,11 +12,12 @@ import os
 from pathlib import Path
 
 import torch
-from audiosweep.models.batchnorm_fold import fold_batchnorm, is_folded
-from audiosweep.models.sp4asc import SP4ASC, build_sp4asc
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
+
+from audiosweep.models.batchnorm_fold import fold_batchnorm, is_folded
+from audiosweep.models.sp4asc import SP4ASC, build_sp4asc
 
 FORMAT = "audiosweep-folded-fp16"
 FORMAT_VERSION = "1"

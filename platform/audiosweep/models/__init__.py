@@ -1,0 +1,37 @@
+"""Models: the paper's audio backbones, DSC -> DCLS substitution, SP4ASC.
+
+Names are imported on first use so that importing a sub-module (or the CLI) stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "create_model": "audiosweep.models.registry",
+    "list_archs": "audiosweep.models.registry",
+    "get_arch": "audiosweep.models.registry",
+    "count_parameters": "audiosweep.models.registry",
+    "count_dcls_positions": "audiosweep.models.dcls_substitution",
+    "dcls_positions": "audiosweep.models.dcls_substitution",
+    "clamp_dcls_positions": "audiosweep.models.dcls_substitution",
+    "replace_depthwise_dcls": "audiosweep.models.dcls_substitution",
+    "CONV_TYPES": "audiosweep.models.dcls_substitution",
+    "param_groups": "audiosweep.models.param_groups",
+    "FastDcls2d": "audiosweep.models.dcls_fast",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'audiosweep.models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

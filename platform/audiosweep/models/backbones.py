@@ -1,0 +1,106 @@
+"""The paper's vision backbones from timm, adapted to 1-channel log-mel input.
+
+Adaptations (as in the reference DCLS-Audio code): the (2, 16) audio stem; no ImageNet weights;
+drop path 0.4 rising linearly over the blocks (timm's schedule); layer-scale init 1e-6 where the
+model has layer scale (ConvNeXt, FastViT; timm's ConvFormer has none). Heads are timm's:
+ConvNeXt GAP -> LayerNorm -> Linear, ConvFormer GAP -> LayerNorm -> MLP head, FastViT final
+MobileOne conv -> GAP -> Linear. The small variants follow the same recipe for CPU runs.
+"""
+
+from __future__ import annotations
+
+import timm
+from timm.models.metaformer import LayerNorm2dNoBias, MetaFormer, SepConv
+from torch import nn
+
+from audiosweep.models.registry import register_backbone
+from audiosweep.models.stem import audio_patch_stem
+
+LAYER_SCALE_INIT = 1e-6
+
+
+def _convnext(variant: str, num_classes: int, drop_path_rate: float, **options) -> nn.Module:
+    model = timm.create_model(
+        variant,
+        pretrained=False,
+        in_chans=1,
+        num_classes=num_classes,
+        drop_path_rate=drop_path_rate,
+        ls_init_value=LAYER_SCALE_INIT,
+        **options,
+    )
+    # timm's patch stem is Sequential(conv, norm): keep the norm, swap the conv.
+    model.stem[0] = audio_patch_stem(model.stem[0].out_channels, bias=True)
+    return model
+
+
+def _convformer(model: MetaFormer) -> MetaFormer:
+    model.stem.conv = audio_patch_stem(model.stem.conv.out_channels, bias=False)
+    return model
+
+
+def _fastvit(variant: str, num_classes: int, drop_path_rate: float, **options) -> nn.Module:
+    model = timm.create_model(
+        variant,
+        pretrained=False,
+        in_chans=1,
+        num_classes=num_classes,
+        drop_path_rate=drop_path_rate,
+        layer_scale_init_value=LAYER_SCALE_INIT,
+        **options,
+    )
+    # The whole MobileOne stem gives way to a bare conv: no norm, no activation.
+    model.stem = audio_patch_stem(model.feature_info[0]["num_chs"], bias=False)
+    return model
+
+
+@register_backbone("convnext_tiny", family="convnext", description="ConvNeXt-T (paper)")
+def convnext_tiny(num_classes: int, drop_path_rate: float, **options) -> nn.Module:
+    return _convnext("convnext_tiny", num_classes, drop_path_rate, **options)
+
+
+@register_backbone("convnext_atto", family="convnext", description="ConvNeXt-atto (CPU variant)")
+def convnext_atto(num_classes: int, drop_path_rate: float, **options) -> nn.Module:
+    return _convnext("convnext_atto", num_classes, drop_path_rate, **options)
+
+
+@register_backbone("convformer_s18", family="convformer", description="ConvFormer-S18 (paper)")
+def convformer_s18(num_classes: int, drop_path_rate: float, **options) -> nn.Module:
+    model = timm.create_model(
+        "convformer_s18",
+        pretrained=False,
+        in_chans=1,
+        num_classes=num_classes,
+        drop_path_rate=drop_path_rate,
+        **options,
+    )
+    return _convformer(model)
+
+
+@register_backbone(
+    "convformer_atto",
+    family="convformer",
+    description="ConvFormer, depths 2-2-6-2, widths 32-256 (CPU variant)",
+)
+def convformer_atto(num_classes: int, drop_path_rate: float, **options) -> nn.Module:
+    model = MetaFormer(
+        in_chans=1,
+        num_classes=num_classes,
+        depths=(2, 2, 6, 2),
+        dims=(32, 64, 128, 256),
+        token_mixers=SepConv,
+        norm_layers=LayerNorm2dNoBias,
+        drop_path_rate=drop_path_rate,
+        **options,
+    )
+    return _convformer(model)
+
+
+@register_backbone("fastvit_sa24", family="fastvit", description="FastViT-SA24 (paper)")
+def fastvit_sa24(num_classes: int, drop_path_rate: float, **options) -> nn.Module:
+    return _fastvit("fastvit_sa24", num_classes, drop_path_rate, **options)
+
+
+@register_backbone("fastvit_t8", family="fastvit", description="FastViT-T8 (CPU variant)")
+def fastvit_t8(num_classes: int, drop_path_rate: float, **options) -> nn.Module:
+    return _fastvit("fastvit_t8", num_classes, drop_path_rate, **options)

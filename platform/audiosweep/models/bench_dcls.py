@@ -1,0 +1,193 @@
+"""`audiosweep bench dcls`: DSC vs DCLS (dcls package) vs DCLS (fast path), side by side.
+
+Every repeat times one batch of each variant in turn, so that load from other processes falls
+on all of them alike; the figures are medians over repeats. The `dcls` package variant is slow
+(its kernel is rebuilt densely in every layer and forward), so it gets its own, smaller repeat
+count and no warm-up run.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from audiosweep.models.registry import create_model, get_arch
+
+MODES = ("inference", "train")
+
+
+@dataclass
+class Variant:
+    name: str
+    model: nn.Module
+    channels_last_input: bool
+    reference: bool = False
+    seconds: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m in MODES})
+    outputs: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def _build_variants(arch: str, include_reference: bool) -> list[Variant]:
+    dsc = create_model(arch, "dsc")
+    fast = create_model(arch, "dcls_gauss", dcls_impl="fast")
+    variants = [
+        Variant("dsc (NCHW)", dsc, False),
+        Variant(
+            "dsc (channels_last)", copy.deepcopy(dsc).to(memory_format=torch.channels_last), True
+        ),
+        Variant("dcls fast path", fast, False),
+        Variant(
+            "dcls fast (ch_last)", copy.deepcopy(fast).to(memory_format=torch.channels_last), True
+        ),
+    ]
+    if include_reference:
+        reference = create_model(arch, "dcls_gauss", dcls_impl="reference")
+        reference.load_state_dict(fast.state_dict())
+        variants.insert(2, Variant("dcls package", reference, False, reference=True))
+    return variants
+
+
+def _run(
+    variant: Variant, mode: str, x: torch.Tensor, target: torch.Tensor
+) -> tuple[float, torch.Tensor]:
+    model = variant.model
+    if variant.channels_last_input:
+        x = x.contiguous(memory_format=torch.channels_last)
+    torch.manual_seed(1234)  # same drop-path draws for every variant, so their logits compare
+    start = time.perf_counter()
+    if mode == "inference":
+        with torch.no_grad():
+            out = model(x)
+    else:
+        model.zero_grad(set_to_none=True)
+        out = model(x)
+        nn.functional.binary_cross_entropy_with_logits(out, target).backward()
+    return time.perf_counter() - start, out.detach()
+
+
+def run_dcls_bench(
+    arch: str = "convnext_tiny",
+    batch: int = 8,
+    repeats: int = 3,
+    reference_repeats: int = 1,
+    n_mels: int = 128,
+    frames: int = 1001,
+    threads: int | None = None,
+    modes: tuple[str, ...] = MODES,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Time each variant; returns {"setup": ..., "results": [{mode, variant, median_s, samples_per_s, ...}]}."""
+    if batch < 1 or repeats < 1 or reference_repeats < 0:
+        raise ValueError("batch and repeats must be >= 1, reference_repeats >= 0")
+    unknown = set(modes) - set(MODES)
+    if unknown:
+        raise ValueError(f"unknown modes {sorted(unknown)}; choose from {MODES}")
+    if get_arch(arch).family == "sp4asc":
+        raise ValueError("bench dcls compares the 2-d backbones; sp4asc has no Dcls2d layers")
+    if threads is not None:
+        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    variants = _build_variants(arch, include_reference=reference_repeats > 0)
+    num_classes = variants[0].model.num_classes
+    x = torch.randn(batch, 1, n_mels, frames)
+    target = (torch.rand(batch, num_classes) < 0.05).float()
+    setup = {
+        "arch": arch,
+        "input_shape": list(x.shape),
+        "batch": batch,
+        "dtype": str(x.dtype).replace("torch.", ""),
+        "threads": torch.get_num_threads(),
+        "device": "cpu",
+        "repeats": repeats,
+        "reference_repeats": reference_repeats,
+        "torch": torch.__version__,
+    }
+    log(
+        f"bench dcls: {arch}, input {tuple(x.shape)} ({setup['dtype']}), batch {batch}, "
+        f"threads {setup['threads']}, repeats {repeats} (dcls package: {reference_repeats}), "
+        f"DCLS-Gauss 23x23 / 26 elements"
+    )
+    for mode in modes:
+        for variant in variants:
+            variant.model.train(mode == "train")
+            if not variant.reference:
+                _run(variant, mode, x, target)  # warm-up
+        for r in range(repeats):
+            for variant in variants:
+                if variant.reference and r >= reference_repeats:
+                    continue
+                seconds, out = _run(variant, mode, x, target)
+                variant.seconds[mode].append(seconds)
+                variant.outputs[mode] = out
+                log(f"  {mode:9s} repeat {r + 1}/{repeats} {variant.name:20s} {seconds:8.3f} s")
+    results = []
+    for mode in modes:
+        timed = [v for v in variants if v.seconds[mode]]
+        medians = {v.name: statistics.median(v.seconds[mode]) for v in timed}
+        minima = {v.name: min(v.seconds[mode]) for v in timed}
+        dsc = [v.name for v in timed if v.name.startswith("dsc")]
+        best_median = min(medians[n] for n in dsc)
+        best_min = min(minima[n] for n in dsc)
+        dsc_runs = [v.seconds[mode] for v in timed if v.name in dsc]
+        dsc_per_repeat = [min(ts) for ts in zip(*dsc_runs, strict=True)]
+        for v in timed:
+            # The dcls-package variant runs in the first repeats only.
+            paired = [d / t for d, t in zip(dsc_per_repeat, v.seconds[mode], strict=False)]
+            results.append(
+                {
+                    "mode": mode,
+                    "variant": v.name,
+                    "median_s": medians[v.name],
+                    "min_s": minima[v.name],
+                    "samples_per_s": batch / medians[v.name],
+                    "ratio_to_best_dsc": best_median / medians[v.name],
+                    "ratio_to_best_dsc_min": best_min / minima[v.name],
+                    "ratio_to_best_dsc_paired": statistics.median(paired),
+                    "runs": len(v.seconds[mode]),
+                }
+            )
+    agreement = _agreement(variants)
+    _print_table(results, agreement, log)
+    return {"setup": setup, "results": results, "fast_vs_package_max_rel_diff": agreement}
+
+
+def _agreement(variants: list[Variant]) -> dict[str, float]:
+    """Max |fast - package| / max |package| of the last outputs (same weights, same input)."""
+    by_name = {v.name: v for v in variants}
+    if "dcls package" not in by_name:
+        return {}
+    fast, reference = by_name["dcls fast path"], by_name["dcls package"]
+    diffs = {}
+    for mode, ref_out in reference.outputs.items():
+        fast_out = fast.outputs[mode]
+        diffs[mode] = ((fast_out - ref_out).abs().max() / ref_out.abs().max()).item()
+    return diffs
+
+
+def _print_table(
+    results: list[dict], agreement: dict[str, float], log: Callable[[str], None]
+) -> None:
+    log("")
+    log(
+        f"{'mode':10s} {'variant':22s} {'median s':>9s} {'samples/s':>10s} {'x best dsc':>10s}"
+        f" {'min s':>8s} {'x (min)':>8s} {'x paired':>8s} {'runs':>5s}"
+    )
+    for row in results:
+        log(
+            f"{row['mode']:10s} {row['variant']:22s} {row['median_s']:9.3f} "
+            f"{row['samples_per_s']:10.2f} {row['ratio_to_best_dsc']:10.3f} "
+            f"{row['min_s']:8.3f} {row['ratio_to_best_dsc_min']:8.3f} "
+            f"{row['ratio_to_best_dsc_paired']:8.3f} {row['runs']:5d}"
+        )
+    log(
+        "x best dsc: time of DSC in its faster memory format / this variant's, from medians; "
+        "x (min): from the fastest runs; x paired: median over repeats of that ratio within "
+        "each repeat"
+    )
+    for mode, diff in agreement.items():
+        log(f"fast path vs dcls package, {mode} logits: max rel diff {diff:.2e}")

@@ -1,0 +1,147 @@
+"""`audiosweep models`, `audiosweep export` and `audiosweep bench dcls`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(sub, bench) -> None:
+    models = sub.add_parser(
+        "models", help="table of every architecture x conv with parameter and DCLS position counts"
+    )
+    models.add_argument(
+        "--num-classes",
+        type=int,
+        default=None,
+        help="classes for every model (default: each architecture's own, 527 for AudioSet backbones)",
+    )
+    models.add_argument(
+        "--arch", default="*", help="shell-style pattern of architectures (default: all)"
+    )
+    models.set_defaults(func=_models)
+
+    export = sub.add_parser("export", help="fold SP4ASC's batch norms and save it in float16")
+    export.add_argument(
+        "--checkpoint", default=None, help="state dict to load (.safetensors or torch file)"
+    )
+    export.add_argument("--out", required=True, help="output .safetensors path")
+    export.add_argument(
+        "--conv", default="dsc", help="SP4ASC conv type of the checkpoint (default dsc)"
+    )
+    export.add_argument("--num-classes", type=int, default=None, help="classes (default 10)")
+    export.add_argument("--n-mels", type=int, default=None, help="mel bins (default: SP4ASC's)")
+    export.set_defaults(func=_export)
+
+    dcls = bench.add_parser(
+        "dcls", help="DSC vs DCLS (dcls package) vs DCLS (fast path) throughput"
+    )
+    dcls.add_argument("--arch", default="convnext_tiny")
+    dcls.add_argument("--batch", type=int, default=8)
+    dcls.add_argument("--repeats", type=int, default=3)
+    dcls.add_argument(
+        "--reference-repeats",
+        type=int,
+        default=1,
+        help="repeats of the slow dcls-package variant (0 leaves it out)",
+    )
+    dcls.add_argument("--frames", type=int, default=1001)
+    dcls.add_argument("--mels", type=int, default=128)
+    dcls.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    dcls.add_argument("--modes", default="inference,train", help="comma-separated: inference,train")
+    dcls.add_argument("--json", default=None, help="also write the results to this JSON file")
+    dcls.set_defaults(func=_bench_dcls)
+
+
+def _models(args: argparse.Namespace) -> int:
+    from audiosweep.models.dcls_substitution import count_dcls_positions
+    from audiosweep.models.registry import count_parameters, create_model, get_arch, list_archs
+
+    archs = list_archs(args.arch)
+    if not archs:
+        print(f"no architecture matches {args.arch!r}", file=sys.stderr)
+        return 2
+    print(
+        f"{'arch':16s} {'conv':14s} {'classes':>7s} {'parameters':>12s} {'dcls P+SIG':>11s}  notes"
+    )
+    for arch in archs:
+        spec = get_arch(arch)
+        for conv in spec.conv_types:
+            model = create_model(arch, conv, num_classes=args.num_classes)
+            classes = spec.num_classes if args.num_classes is None else args.num_classes
+            note = _notes(arch, model)
+            print(
+                f"{arch:16s} {conv:14s} {classes:7d} {count_parameters(model):12,d} "
+                f"{count_dcls_positions(model):11,d}  {note}"
+            )
+    return 0
+
+
+def _notes(arch: str, model) -> str:
+    if arch != "sp4asc":
+        return ""
+    from audiosweep.models.batchnorm_fold import fold_batchnorm
+    from audiosweep.models.registry import count_parameters
+    from audiosweep.models.sp4asc import report_parameter_count
+
+    return (
+        f"report count {report_parameter_count(model):,d} (with BN statistics), "
+        f"folded {count_parameters(fold_batchnorm(model)):,d}"
+    )
+
+
+def _export(args: argparse.Namespace) -> int:
+    from audiosweep.models.export import export_folded_fp16
+    from audiosweep.models.registry import create_model
+
+    options = {} if args.n_mels is None else {"n_mels": args.n_mels}
+    model = create_model("sp4asc", args.conv, num_classes=args.num_classes, **options)
+    if args.checkpoint:
+        state = _load_state_dict(args.checkpoint)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as error:
+            print(
+                f"export: {args.checkpoint} does not fit sp4asc/{args.conv}: {error}",
+                file=sys.stderr,
+            )
+            return 2
+    info = export_folded_fp16(model.eval(), args.out)
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def _load_state_dict(path: str) -> dict:
+    import torch
+
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return load_file(path)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    # Training checkpoints commonly wrap the weights.
+    for key in ("model", "state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            return state[key]
+    return state
+
+
+def _bench_dcls(args: argparse.Namespace) -> int:
+    from audiosweep.models.bench_dcls import run_dcls_bench
+
+    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+    result = run_dcls_bench(
+        arch=args.arch,
+        batch=args.batch,
+        repeats=args.repeats,
+        reference_repeats=args.reference_repeats,
+        n_mels=args.mels,
+        frames=args.frames,
+        threads=args.threads,
+        modes=modes,
+    )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return 0

@@ -1,0 +1,98 @@
+"""`audiosweep models`, `audiosweep export` and `audiosweep bench dcls` end to end (small sizes)."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from audiosweep.cli import main
+from audiosweep.models import create_model
+
+
+def test_models_table_prints_the_paper_counts(capsys) -> None:
+    assert main(["models", "--arch", "convnext_tiny"]) == 0
+    lines = {tuple(line.split()[:2]): line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert set(lines) == {
+        ("convnext_tiny", c) for c in ("dsc", "dcls_gauss", "dcls_bilinear", "dcls_triangle")
+    }
+    assert "28,223,855" in lines[("convnext_tiny", "dsc")]
+    assert "28,221,263" in lines[("convnext_tiny", "dcls_gauss")]
+    assert "149,760" in lines[("convnext_tiny", "dcls_gauss")]
+
+
+def test_models_table_rejects_a_pattern_matching_nothing(capsys) -> None:
+    assert main(["models", "--arch", "resnet*"]) == 2
+    assert "no architecture matches" in capsys.readouterr().err
+
+
+def test_bench_dcls_reports_every_variant_and_agreement(tmp_path, capsys) -> None:
+    out = tmp_path / "bench.json"
+    argv = [
+        "bench",
+        "dcls",
+        "--arch",
+        "convnext_atto",
+        "--batch",
+        "1",
+        "--mels",
+        "32",
+        "--frames",
+        "256",
+        "--repeats",
+        "2",
+        "--reference-repeats",
+        "1",
+        "--json",
+        str(out),
+    ]
+    assert main(argv) == 0
+    result = json.loads(out.read_text())
+    assert result["setup"]["input_shape"] == [1, 1, 32, 256] and result["setup"]["threads"] >= 1
+    rows = {(r["mode"], r["variant"]): r for r in result["results"]}
+    variants = {
+        "dsc (NCHW)",
+        "dsc (channels_last)",
+        "dcls package",
+        "dcls fast path",
+        "dcls fast (ch_last)",
+    }
+    assert set(rows) == {(m, v) for m in ("inference", "train") for v in variants}
+    assert (
+        rows[("train", "dcls package")]["runs"] == 1
+        and rows[("train", "dcls fast path")]["runs"] == 2
+    )
+    for row in rows.values():
+        assert row["samples_per_s"] == 1 / row["median_s"] > 0
+    assert max(result["fast_vs_package_max_rel_diff"].values()) < 1e-5
+    assert "x best dsc" in capsys.readouterr().out
+
+
+def test_export_writes_a_folded_fp16_sp4asc(tmp_path, capsys) -> None:
+    from safetensors.torch import save_file
+
+    from audiosweep.models.export import load_folded_fp16
+
+    model = create_model("sp4asc", n_mels=64).eval()
+    checkpoint = tmp_path / "sp4asc.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(checkpoint))
+    out = tmp_path / "export" / "sp4asc_fp16.safetensors"
+    assert (
+        main(["export", "--checkpoint", str(checkpoint), "--n-mels", "64", "--out", str(out)]) == 0
+    )
+    info = json.loads(capsys.readouterr().out)
+    assert info["path"] == str(out) and info["bytes"] == out.stat().st_size
+    x = torch.randn(2, 1, 64, 100)
+    with torch.no_grad():
+        assert torch.allclose(load_folded_fp16(out)(x), model(x), rtol=1e-2, atol=1e-2)
+
+
+def test_export_refuses_a_checkpoint_of_another_model(tmp_path, capsys) -> None:
+    from safetensors.torch import save_file
+
+    checkpoint = tmp_path / "wrong.safetensors"
+    save_file({"weight": torch.zeros(3)}, str(checkpoint))
+    out = tmp_path / "never.safetensors"
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(out)]) == 2
+    assert "does not fit sp4asc" in capsys.readouterr().err
+    assert not out.exists()
