@@ -28,6 +28,9 @@ os.environ["RAY_TMPDIR"] = str(_SESSION_ROOT / "ray")
 os.environ["RAY_AUTH_MODE"] = "token"
 os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(16)
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+# Ray's single-node mode keeps the node IP, and so every Ray port, on 127.0.0.1 (otherwise
+# `--node-ip-address=127.0.0.1` is rewritten to the routable address); see infra/local/common.sh.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ["PATH"] = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
 (_SESSION_ROOT / "home").mkdir(parents=True, exist_ok=True)
@@ -87,6 +90,22 @@ def ray_head() -> dict:
         }
     finally:
         _stop_process_group(proc)
+        _kill_strays(str(_SESSION_ROOT))
+
+
+def _kill_strays(marker: str) -> None:
+    """Kill leftover processes of this test session (e.g. a gcs_server that left the head's
+    process group): those whose command line names this session's private temp folder."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(entry.name), signal.SIGKILL)
 
 
 def _stop_process_group(proc: subprocess.Popen) -> None:
@@ -97,6 +116,12 @@ def _stop_process_group(proc: subprocess.Popen) -> None:
         pass
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import shutil
+
+    shutil.rmtree(_SESSION_ROOT, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -142,3 +167,48 @@ def run_cli(
         cwd=cwd or Path(__file__).resolve().parents[1],
     )
     return proc
+
+
+@pytest.fixture(scope="session")
+def mlflow_server() -> str:
+    """A real MLflow tracking server on 127.0.0.1 (SQLite backend, artifacts served over HTTP)."""
+    import urllib.request
+
+    port = free_port()
+    state = _SESSION_ROOT / "mlflow"
+    state.mkdir(exist_ok=True)
+    log = state / "server.log"
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    cmd = [
+        str(VENV_BIN / "mlflow"),
+        "server",
+        "--host=127.0.0.1",
+        f"--port={port}",
+        "--workers=1",
+        f"--backend-store-uri=sqlite:///{state / 'mlflow.db'}",
+        "--serve-artifacts",
+        f"--artifacts-destination={state / 'artifacts'}",
+    ]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"mlflow server exited early:\n{log.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"mlflow server not healthy after 120 s:\n{log.read_text()}")
+            time.sleep(1.0)
+        yield uri
+    finally:
+        _stop_process_group(proc)

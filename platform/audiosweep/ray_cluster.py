@@ -23,6 +23,8 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> None:
     if address:
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
     else:
+        # Single-node mode keeps every Ray port on 127.0.0.1 (see infra/local/common.sh).
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         ray.init(
             num_cpus=num_cpus,
             include_dashboard=False,

@@ -15,10 +15,10 @@ def register(sub, bench) -> None:
     stats.add_argument("--split", default="train")
     stats.add_argument("--max-clips", type=int, default=None, help="use at most N clips")
     stats.add_argument("--batch-size", type=int, default=32)
-    stats.add_argument("--clip-seconds", type=float, default=10.0)
     stats.add_argument(
-        "--sample-rate", type=int, default=32_000, help="front-end sample rate (the dataset's)"
+        "--preset", default="paper", help="preset whose audio.* front end to use (default: paper)"
     )
+    stats.add_argument("overrides", nargs="*", help="dotted overrides, e.g. audio.n_mels=64")
     stats.set_defaults(func=_stats)
 
     augment = bench.add_parser(
@@ -42,23 +42,48 @@ def format_stats(mean: float, std: float, clips: int, where: str) -> str:
 
 
 def _stats(args: argparse.Namespace) -> int:
+    import sys
+
     from audiosweep.audio.frontend import FrontEndConfig
     from audiosweep.audio.stats import compute_stats
-    from audiosweep.data import iter_numpy_batches
+    from audiosweep.config import ConfigError, load_preset
+    from audiosweep.data import DatasetError, DatasetInfo, iter_numpy_batches
 
     if args.max_clips is not None and args.max_clips < 1:
         raise SystemExit("--max-clips must be >= 1")
+    try:
+        cfg = load_preset(args.preset, args.overrides)
+        info = DatasetInfo.load(args.dataset)
+    except (ConfigError, DatasetError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if info.sample_rate != cfg.audio.sample_rate:
+        print(
+            f"error: {args.dataset} is sampled at {info.sample_rate} Hz but the preset's "
+            f"audio.sample_rate is {cfg.audio.sample_rate}; pass audio.sample_rate={info.sample_rate}",
+            file=sys.stderr,
+        )
+        return 2
+    clip_seconds = cfg.data.clip_seconds or info.clip_seconds
     seen = 0
 
     def counted():
         nonlocal seen
         for batch in iter_numpy_batches(
-            args.dataset, args.split, batch_size=args.batch_size, clip_seconds=args.clip_seconds
+            args.dataset, args.split, batch_size=args.batch_size, clip_seconds=clip_seconds
         ):
             seen += len(batch["waveform"])
             yield batch
 
-    config = FrontEndConfig(sample_rate=args.sample_rate)
+    a = cfg.audio
+    config = FrontEndConfig(
+        sample_rate=a.sample_rate,
+        n_fft=a.n_fft,
+        hop_length=a.hop_length,
+        n_mels=a.n_mels,
+        f_min=a.f_min,
+        f_max=a.f_max,
+    )
     mean, std = compute_stats(counted(), config, max_clips=args.max_clips)
     clips = seen if args.max_clips is None else min(seen, args.max_clips)
     print(format_stats(mean, std, clips, f"{args.dataset} / {args.split}"))

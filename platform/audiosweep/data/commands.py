@@ -93,6 +93,18 @@ def _prepare_hf(args: argparse.Namespace) -> int:
     )
 
 
+def _summary(args: argparse.Namespace) -> int:
+    from .schema import DatasetError
+    from .summary import print_summary
+
+    try:
+        print_summary(args.dataset)
+    except DatasetError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _prepare_demo(args: argparse.Namespace) -> int:
     from .demo import prepare_demo
     from .schema import DatasetError
@@ -190,6 +202,10 @@ def register(sub, bench) -> None:
     p.add_argument("dataset", help="dataset folder")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_verify)
+
+    p = sub.add_parser("summary", help="rows, bytes and per-class positives of a dataset")
+    p.add_argument("dataset", help="dataset folder")
+    p.set_defaults(func=_summary)
 
     p = bench.add_parser("pipeline", help="Ray Data reader vs a plain pyarrow+soundfile loop")
     p.add_argument("--data", required=True, help="dataset folder")

@@ -37,6 +37,9 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
     p.add_argument(
         "--tracking-uri", help="MLflow server (default: MLFLOW_TRACKING_URI or `make up`'s)"
     )
+    p.add_argument(
+        "--num-samples", type=int, help="Optuna spaces: number of trials (default: the space's)"
+    )
     p.set_defaults(func=_sweep)
 
     r = sub.add_parser("report", help="rebuild a sweep's Table-1 style report from MLflow")
@@ -68,6 +71,10 @@ def _sweep(args: argparse.Namespace) -> int:
     try:
         base = load_preset(args.preset, args.overrides)
         space = load_space(args.space)
+        if args.num_samples is not None:
+            if args.num_samples < 1:
+                raise ConfigError("--num-samples must be at least 1")
+            space.num_samples = args.num_samples
         uri = tracking_uri(args.tracking_uri)
     except (ConfigError, TrackingError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -104,13 +104,15 @@ def child_run(
     parent_id: str,
     trial_key: str,
     tags: dict[str, str],
-) -> tuple[str, bool]:
-    """(run id, created) for the trial's child run, reusing the one a restarted trial opened."""
+) -> tuple[Any, bool]:
+    """(run, created) for the trial's child run, reusing the one a restarted trial opened.
+    A run that already FINISHED is returned as it is (the caller skips the trial)."""
     exp_id = experiment_id(mlflow_client, family)
     found = find_run(mlflow_client, exp_id, {SWEEP_TAG: sweep_id, TRIAL_TAG: trial_key})
     if found is not None:
-        mlflow_client.update_run(found.info.run_id, status="RUNNING")
-        return found.info.run_id, False
+        if found.info.status != "FINISHED":
+            mlflow_client.update_run(found.info.run_id, status="RUNNING")
+        return found, False
     run = mlflow_client.create_run(
         exp_id,
         run_name=trial_key,
@@ -122,7 +124,7 @@ def child_run(
             **tags,
         },
     )
-    return run.info.run_id, True
+    return run, True
 
 
 def log_params(mlflow_client, run_id: str, params: dict[str, Any]) -> None:

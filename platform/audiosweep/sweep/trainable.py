@@ -41,7 +41,8 @@ def trial_overrides(config: dict[str, Any]) -> tuple[str, int, dict[str, Any], s
         case_overrides = dict(config["cases"][config["case"]])
         case_overrides.update(config.get("params", {}))
         case_overrides["train.seed"] = config["seed"]
-        variant = Variant(case=config["case"], seed=config["seed"], overrides=case_overrides)
+        case = config["case"].replace(":", "/")
+        variant = Variant(case=case, seed=config["seed"], overrides=case_overrides)
     return variant.case, variant.seed, variant.overrides, variant.key
 
 
@@ -59,7 +60,7 @@ def run_trial_in_tune(config: dict[str, Any], context: SweepContext) -> dict[str
     run_root = str(Path(context.sweep_dir) / "trials")
     arch, conv = case.split("/")
     mlflow = tracking.client(context.tracking_uri)
-    run_id, _ = tracking.child_run(
+    run, _ = tracking.child_run(
         mlflow,
         family=context.family,
         sweep_id=context.sweep_id,
@@ -76,6 +77,12 @@ def run_trial_in_tune(config: dict[str, Any], context: SweepContext) -> dict[str
             "git_commit": context.git_commit,
         },
     )
+    run_id = run.info.run_id
+    if run.info.status == "FINISHED":
+        # Finished before the sweep was interrupted (Tune's own state may lag behind):
+        # report what it logged instead of touching it again.
+        print(f"[audiosweep] {key} already finished; not re-run")
+        return {**run.data.metrics, "already_finished": True}
     tracking.log_params(mlflow, run_id, cfg.flat())
     trainer = build_trainer(
         cfg,

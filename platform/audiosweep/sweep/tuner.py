@@ -110,7 +110,8 @@ def param_space(plan: SweepPlan) -> dict[str, Any]:
     if space.kind == "grid":
         return {"variant": tune.grid_search([asdict(v) for v in plan.variants])}
     arch_map = dict(plan.base.sweep.arch_map)
-    cases = {c.name: space.case_overrides(c, arch_map) for c in space.cases}
+    # Tune flattens the space with "/" as its delimiter, so case names use ":" here.
+    cases = {c.name.replace("/", ":"): space.case_overrides(c, arch_map) for c in space.cases}
     names = list(cases)
     return {
         "cases": cases,

@@ -217,6 +217,9 @@ def evaluate(
 ) -> dict[str, Any]:
     from audiosweep.train.metrics import tagging_metrics
 
+    # Eval shards differ in length across ranks, so the forward must not go through DDP, whose
+    # forward broadcasts buffers (a collective a rank with fewer batches would never join).
+    model = ckpt.unwrap(model)
     model.eval()
     scores, targets, ids = [], [], []
     for batch in iterate(shard, cfg.train.eval_batch_size, device, drop_last=False):
@@ -263,7 +266,7 @@ def iterate(
     ):
         out: dict[str, Any] = {"clip_id": [str(c) for c in batch.get("clip_id", ())]}
         for key in ("waveform", "target"):
-            tensor = torch.from_numpy(np.ascontiguousarray(batch[key], dtype=np.float32))
+            tensor = torch.from_numpy(np.array(batch[key], dtype=np.float32))  # writable copy
             if pin:
                 tensor = tensor.pin_memory()
             out[key] = tensor.to(device, non_blocking=pin)

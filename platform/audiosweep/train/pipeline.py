@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from audiosweep.config import TrialConfig
+from audiosweep.models import clamp_dcls_positions
 
 
 @dataclass
@@ -78,16 +79,9 @@ class TrainingPipeline:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
-        clamp_dcls_positions(model)
-
-
-def clamp_dcls_positions(model: nn.Module) -> None:
-    """Keep learned kernel positions inside the dilated kernel (as dcls's training recipe does)."""
-    with torch.no_grad():
-        for module in model.modules():
-            clamp = getattr(module, "clamp_parameters", None)
-            if callable(clamp):
-                clamp()
+        # Keep learned kernel positions inside the dilated kernel, as dcls's recipe does.
+        with torch.no_grad():
+            clamp_dcls_positions(model)
 
 
 def make_loss(cfg: TrialConfig) -> nn.Module:

@@ -1,0 +1,262 @@
+"""Sweeps end to end on a real Ray head and a real MLflow server, both on 127.0.0.1:
+the paper's grid submitted with `ray job submit`, a sweep whose driver is killed and resumed,
+and an Optuna search."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import VENV_BIN
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def _runs(client, family: str, sweep_id: str, role: str):
+    exp = client.get_experiment_by_name(family)
+    assert exp is not None, f"no MLflow experiment {family!r}"
+    return client.search_runs(
+        [exp.experiment_id],
+        filter_string=f"tags.`audiosweep.sweep_id` = '{sweep_id}' and tags.`audiosweep.role` = '{role}'",
+        max_results=1000,
+    )
+
+
+def _download_text(client, run_id: str, path: str, tmp: Path) -> str:
+    local = client.download_artifacts(run_id, path, str(tmp))
+    return Path(local).read_text()
+
+
+def test_grid_smoke_via_ray_job_submit(ray_head, mlflow_server, smoke_dataset, tmp_path):
+    run_root = tmp_path / "runs"
+    runtime_env = {
+        "env_vars": {"MLFLOW_TRACKING_URI": mlflow_server, "AUDIOSWEEP_GIT_COMMIT": "test-commit"}
+    }
+    cmd = [
+        str(VENV_BIN / "ray"),
+        "job",
+        "submit",
+        "--address",
+        ray_head["dashboard"],
+        "--working-dir",
+        str(REPO),
+        "--runtime-env-json",
+        json.dumps(runtime_env),
+        "--",
+        "python",
+        "jobs/grid.py",
+        "--preset",
+        "smoke",
+        f"data.path={smoke_dataset}",
+        "train.epochs=1",
+        "--run-root",
+        str(run_root),
+        "--name",
+        "grid-smoke",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3000, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    assert "succeeded" in proc.stdout + proc.stderr
+
+    client = _client(mlflow_server)
+    (parent,) = _runs(client, "dcls-audio-grid", "grid-smoke", "sweep")
+    assert parent.info.status == "FINISHED"
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+        max_results=1000,
+    )
+    assert len(children) == 18
+    cases = {}
+    for child in children:
+        tags, metrics, params = child.data.tags, child.data.metrics, child.data.params
+        assert child.info.status == "FINISHED"
+        assert {"arch", "conv", "case", "seed", "preset", "git_commit"} <= set(tags)
+        assert tags["git_commit"] == "test-commit" and tags["preset"] == "smoke"
+        for key in (
+            "eval_map",
+            "final_map",
+            "params_total",
+            "infer_samples_per_s",
+            "train_samples_per_s",
+        ):
+            assert key in metrics, (key, tags["case"])
+        assert 0.0 <= metrics["eval_map"] <= 1.0
+        assert params["model.conv"] == tags["conv"]
+        if tags["conv"] == "dsc":
+            assert metrics["params_dcls_positions"] == 0
+        else:
+            assert metrics["params_dcls_positions"] > 0
+        cases.setdefault(tags["case"], set()).add(int(tags["seed"]))
+    assert len(cases) == 6 and all(seeds == {0, 1, 2} for seeds in cases.values())
+
+    artifacts = {a.path for a in client.list_artifacts(children[0].info.run_id)}
+    assert {"config.yaml", "per_class_ap.csv", "learning_curves.png"} <= artifacts
+    dcls_child = next(c for c in children if c.data.tags["conv"] == "dcls_gauss")
+    assert "dcls_positions.png" in {a.path for a in client.list_artifacts(dcls_child.info.run_id)}
+
+    rows = list(
+        csv.DictReader(
+            io.StringIO(_download_text(client, parent.info.run_id, "report/report.csv", tmp_path))
+        )
+    )
+    assert len(rows) == 6
+    for row in rows:
+        assert int(row["seeds"]) == 3
+        assert row["map_mean"] not in ("", "nan") and row["map_std"] not in ("", "nan")
+    md = _download_text(client, parent.info.run_id, "report/report.md", tmp_path)
+    assert md.count("±") >= 6 and "Welch p" in md
+    assert "report.png" in {
+        Path(a.path).name for a in client.list_artifacts(parent.info.run_id, "report")
+    }
+
+
+def _trial_epochs(run_root: Path, sweep_id: str) -> dict[str, int]:
+    trials = run_root / "sweeps" / sweep_id / "trials"
+    out = {}
+    for metrics in trials.glob("*/metrics.jsonl"):
+        out[metrics.parent.name] = len(metrics.read_text().splitlines())
+    return out
+
+
+def test_killed_sweep_driver_resumes_without_rerunning_finished_trials(
+    ray_head, mlflow_server, smoke_dataset, tmp_path
+):
+    space = tmp_path / "resume.yaml"
+    space.write_text(
+        yaml.safe_dump(
+            {
+                "family": "resume-test",
+                "kind": "grid",
+                "archs": ["convnext_tiny", "fastvit_sa24"],
+                "convs": ["dsc"],
+                "seeds": [0, 1],
+            }
+        )
+    )
+    run_root = tmp_path / "runs"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server}
+    base = [
+        str(VENV_BIN / "audiosweep"),
+        "sweep",
+        str(space),
+        "--preset",
+        "smoke",
+        f"data.path={smoke_dataset}",
+        "train.epochs=1",
+        "sweep.max_concurrent_trials=1",
+        "--run-root",
+        str(run_root),
+        "--name",
+        "resume-smoke",
+        "--address",
+        ray_head["address"],
+    ]
+    client = _client(mlflow_server)
+    log = tmp_path / "first.log"
+    with open(log, "w") as out:
+        first = subprocess.Popen(
+            base, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + 900
+        finished = []
+        while time.monotonic() < deadline and first.poll() is None:
+            exp = client.get_experiment_by_name("resume-test")
+            if exp is not None:
+                finished = [
+                    r
+                    for r in _runs(client, "resume-test", "resume-smoke", "trial")
+                    if r.info.status == "FINISHED"
+                ]
+                if finished:
+                    break
+            time.sleep(2)
+        assert finished and first.poll() is None, (
+            "no trial finished before the driver ended:\n" + log.read_text()[-4000:]
+        )
+        os.killpg(first.pid, signal.SIGKILL)  # the driver dies mid-sweep, without any cleanup
+        first.wait(timeout=60)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+    done_before = {r.data.tags["audiosweep.trial_key"]: r.info.end_time for r in finished}
+    epochs_before = _trial_epochs(run_root, "resume-smoke")
+
+    resumed = subprocess.run(
+        base + ["--resume"], capture_output=True, text=True, env=env, cwd=REPO, timeout=1800
+    )
+    assert resumed.returncode == 0, resumed.stdout[-6000:] + resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stdout
+
+    trials = _runs(client, "resume-test", "resume-smoke", "trial")
+    assert len(trials) == 4  # a restarted trial reuses its child run; no duplicates
+    assert all(r.info.status == "FINISHED" for r in trials)
+    by_key = {r.data.tags["audiosweep.trial_key"]: r for r in trials}
+    for key, end_time in done_before.items():
+        assert by_key[key].info.end_time == end_time, f"finished trial {key} ran again"
+        assert _trial_epochs(run_root, "resume-smoke")[key] == epochs_before[key]
+    assert all(n == 1 for n in _trial_epochs(run_root, "resume-smoke").values())
+
+
+def test_optuna_search_logs_searched_values(ray_head, mlflow_server, smoke_dataset, tmp_path):
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server, "RAY_ADDRESS": ray_head["address"]}
+    proc = subprocess.run(
+        [
+            str(VENV_BIN / "python"),
+            "jobs/optuna_search.py",
+            "--preset",
+            "smoke",
+            f"data.path={smoke_dataset}",
+            "train.epochs=2",
+            "--num-samples",
+            "3",
+            "--run-root",
+            str(tmp_path / "runs"),
+            "--name",
+            "optuna-smoke",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=1800,
+    )
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    space = yaml.safe_load((REPO / "search_spaces" / "optuna_dcls.yaml").read_text())["params"]
+    trials = _runs(_client(mlflow_server), "dcls-audio-optuna", "optuna-smoke", "trial")
+    assert len(trials) == 3
+    sampled = set()
+    for run in trials:
+        params = run.data.params
+        assert "eval_map" in run.data.metrics
+        ks = int(params["model.dilated_kernel_size"])
+        assert ks in space["model.dilated_kernel_size"]["values"]
+        kc = int(params["model.kernel_count"])
+        assert space["model.kernel_count"]["low"] <= kc < space["model.kernel_count"]["high"]
+        lr_scale = float(params["optim.position_lr_scale"])
+        assert (
+            space["optim.position_lr_scale"]["low"]
+            <= lr_scale
+            <= space["optim.position_lr_scale"]["high"]
+        )
+        dp = float(params["model.drop_path_rate"])
+        assert space["model.drop_path_rate"]["low"] <= dp <= space["model.drop_path_rate"]["high"]
+        sampled.add((ks, kc, lr_scale, dp))
+    assert len(sampled) == 3  # the searcher proposed distinct points
