@@ -76,6 +76,13 @@ def ray_head() -> dict:
         "--include-dashboard=true",
         "--dashboard-host=127.0.0.1",
         f"--dashboard-port={dash_port}",
+        # Free ports instead of Ray's fixed defaults, which another Ray instance on the host
+        # (e.g. `make up`) may hold: a dashboard agent that cannot bind refuses job submission.
+        f"--dashboard-agent-listen-port={free_port()}",
+        f"--dashboard-agent-grpc-port={free_port()}",
+        f"--runtime-env-agent-port={free_port()}",
+        f"--metrics-export-port={free_port()}",
+        f"--ray-client-server-port={free_port()}",
         f"--temp-dir={os.environ['RAY_TMPDIR']}",
         "--disable-usage-stats",
     ]
