@@ -100,8 +100,7 @@ def _summary(args: argparse.Namespace) -> int:
     try:
         print_summary(args.dataset)
     except DatasetError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return _fail(str(err))
     return 0
 
 
