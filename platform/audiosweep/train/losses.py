@@ -27,8 +27,8 @@ def _check_reduction(reduction: str) -> None:
         raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
 
 
-class BinaryFocalLoss(nn.Module):
-    """Multi-label focal loss on logits (B, C) and multi-hot or soft targets (B, C)."""
+class _FocalLoss(nn.Module):
+    """Shared settings of the focal losses: the focusing exponent and the reduction."""
 
     def __init__(self, gamma: float = 1.0, reduction: str = "mean") -> None:
         super().__init__()
@@ -37,6 +37,13 @@ class BinaryFocalLoss(nn.Module):
             raise ValueError(f"gamma must be >= 0, got {gamma}")
         self.gamma = float(gamma)
         self.reduction = reduction
+
+    def extra_repr(self) -> str:
+        return f"gamma={self.gamma}, reduction={self.reduction!r}"
+
+
+class BinaryFocalLoss(_FocalLoss):
+    """Multi-label focal loss on logits (B, C) and multi-hot or soft targets (B, C)."""
 
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
         if logits.shape != targets.shape:
@@ -47,20 +54,9 @@ class BinaryFocalLoss(nn.Module):
             logits, targets.to(logits.dtype), alpha=-1, gamma=self.gamma, reduction=self.reduction
         )
 
-    def extra_repr(self) -> str:
-        return f"gamma={self.gamma}, reduction={self.reduction!r}"
 
-
-class SoftmaxFocalLoss(nn.Module):
+class SoftmaxFocalLoss(_FocalLoss):
     """Single-label focal loss on logits (B, C); targets are indices (B,) or probabilities (B, C)."""
-
-    def __init__(self, gamma: float = 1.0, reduction: str = "mean") -> None:
-        super().__init__()
-        _check_reduction(reduction)
-        if gamma < 0:
-            raise ValueError(f"gamma must be >= 0, got {gamma}")
-        self.gamma = float(gamma)
-        self.reduction = reduction
 
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
         if logits.dim() != 2:
@@ -82,9 +78,6 @@ class SoftmaxFocalLoss(nn.Module):
         if self.reduction == "sum":
             return loss.sum()
         return loss
-
-    def extra_repr(self) -> str:
-        return f"gamma={self.gamma}, reduction={self.reduction!r}"
 
 
 def _bce(**kw) -> nn.Module:
