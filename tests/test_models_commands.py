@@ -55,7 +55,7 @@ def test_bench_dcls_reports_every_variant_and_agreement(tmp_path, capsys) -> Non
         "dsc (channels_last)",
         "dcls package",
         "dcls fast path",
-        "dcls fast (ch_last)",
+        "dcls fast, spread P",
     }
     assert set(rows) == {(m, v) for m in ("inference", "train") for v in variants}
     assert (

@@ -163,6 +163,59 @@ def test_eval_kernel_cache_is_reused_and_follows_parameter_changes(monkeypatch) 
     assert fast.weight.grad is not None and fast.P.grad is not None
 
 
+def _cached_kernel(layer: FastDcls2d) -> torch.Tensor:
+    key, (kernel, padding) = layer._kernel_cache
+    return kernel
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_eval_kernel_drops_exact_zero_borders_and_keeps_outputs(stride: int) -> None:
+    kwargs = dict(
+        in_channels=6,
+        out_channels=6,
+        kernel_count=4,
+        padding=11,
+        dilated_kernel_size=23,
+        groups=6,
+        stride=stride,
+    )
+    ref = reference_layer(**kwargs)
+    with torch.no_grad():  # positions near the centre, narrow Gaussians: zero far borders
+        ref.P.uniform_(-1.5, 1.5)
+        ref.SIG.zero_()
+    fast = FastDcls2d(**kwargs)
+    fast.load_state_dict(ref.state_dict())
+    fast.eval()
+    x = torch.randn(2, 6, 30, 28)
+    with torch.no_grad():
+        full_kernel = ref.DCK(ref.weight, ref.P, ref.SIG)  # dcls's own dense kernel
+    support = full_kernel.ne(0).flatten(0, 1).any(0)
+    assert not support[0].any() and not support[:, 0].any()  # the premise: exact-zero borders
+    with torch.no_grad():
+        y = fast(x)
+    kernel = _cached_kernel(fast)
+    assert kernel.shape[-1] < 23 and kernel.shape[-2] < 23
+    assert y.shape == ref(x).shape
+    assert rel_diff(y, ref(x)) < TOL
+
+    # Positions spread over the grid (as after training): nothing is zero, nothing is dropped.
+    randomize_(ref, seed=5)
+    fast.load_state_dict(ref.state_dict())
+    with torch.no_grad():
+        y = fast(x)
+    assert _cached_kernel(fast).shape[-2:] == (23, 23)
+    assert rel_diff(y, ref(x)) < TOL
+
+
+def test_all_zero_weights_keep_the_full_kernel() -> None:
+    layer = FastDcls2d(4, 4, 3, padding=4, dilated_kernel_size=9, groups=4).eval()
+    with torch.no_grad():
+        layer.weight.zero_()
+        y = layer(torch.randn(1, 4, 10, 10))
+    assert _cached_kernel(layer).shape[-2:] == (9, 9)
+    assert torch.equal(y, layer.bias.detach().view(1, 4, 1, 1).expand_as(y))
+
+
 def test_training_model_can_be_deep_copied_and_gives_the_same_output() -> None:
     model = _three_layer_stage("fast")
     x = torch.randn(2, 8, 12, 13)

@@ -12,7 +12,11 @@ every forward. Here the construction uses three facts:
   changes or `train()` is called.
 
 Kernel rows or columns that can only ever meet zero padding (kernel larger than the feature map)
-are cropped; on CPU the depthwise convolution runs channels_last, with a backward pass made of
+are cropped. A cached (eval) kernel is also cropped, symmetrically, to the rows and columns where
+it is not exactly zero: Gaussians underflow to 0.0 a few sigmas from their centre, so a kernel
+whose positions sit near the centre (as at initialisation) has exact-zero borders whose products
+add nothing; the result is unchanged and a kernel with positions spread over the grid (as after
+training) keeps its full size. On CPU the depthwise convolution runs channels_last, with a backward pass made of
 forward convolutions (torch's CPU backward for large depthwise kernels is far slower).
 """
 
@@ -226,6 +230,25 @@ def _crop(size: int, kernel: int, padding: int, stride: int) -> tuple[tuple[int,
     return (cut, kernel - cut), padding - cut
 
 
+def _zero_border(kernel: Tensor, padding: tuple[int, int]) -> tuple[int, int]:
+    """Rows and columns cut symmetrically from each side because they are exactly zero.
+
+    Dropping c taps from both ends of an axis together with c of its padding leaves every output
+    the same (for any stride): the dropped taps met padding or multiplied exact zeros.
+    """
+    support = kernel.detach().ne(0).flatten(0, -3).any(0)
+    cuts = []
+    for axis, pad in zip((1, 0), padding, strict=True):
+        used = support.any(axis).nonzero().flatten()
+        if used.numel() == 0:
+            cuts.append(0)
+            continue
+        length = support.shape[1 - axis]
+        first, last = int(used[0]), int(used[-1])
+        cuts.append(min(first, length - 1 - last, pad))
+    return cuts[0], cuts[1]
+
+
 class FastDcls2d(Dcls2d):
     """`Dcls2d` with a fast forward; parameters, init, state dict and results are dcls's."""
 
@@ -285,7 +308,10 @@ class FastDcls2d(Dcls2d):
         cols, pad_w = _crop(width, kw, self.padding[1], self.stride[1])
         return rows, cols, (pad_h, pad_w)
 
-    def _kernel(self, rows: tuple[int, int], cols: tuple[int, int]) -> Tensor:
+    def _kernel(
+        self, rows: tuple[int, int], cols: tuple[int, int], padding: tuple[int, int]
+    ) -> tuple[Tensor, tuple[int, int]]:
+        """The dense kernel over rows x cols and the padding to use with it."""
         params = [p for p in (self.weight, self.P, self.SIG) if p is not None]
         needs_graph = torch.is_grad_enabled() and any(p.requires_grad for p in params)
         cacheable = not self.training and not needs_graph
@@ -295,6 +321,7 @@ class FastDcls2d(Dcls2d):
                 tuple(_tensor_key(p) for p in params),
                 rows,
                 cols,
+                padding,
                 torch.is_inference_mode_enabled(),
             )
             if self._kernel_cache is not None and self._kernel_cache[0] == key:
@@ -302,17 +329,25 @@ class FastDcls2d(Dcls2d):
         # Kernels are built in the parameters' precision; the convolution itself may autocast.
         with torch.autocast(device_type=self.weight.device.type, enabled=False):
             kernel = kernel_from_profiles(self.weight, self.shared.profiles(self), rows, cols)
-        self._kernel_cache = (key, kernel) if cacheable else None
-        return kernel
+        if cacheable:
+            # Built once per parameter change, so the scan for zero borders costs nothing per
+            # forward (and its host sync happens once).
+            cut_h, cut_w = _zero_border(kernel, padding)
+            if cut_h or cut_w:
+                h, w = kernel.shape[-2:]
+                kernel = kernel[..., cut_h : h - cut_h, cut_w : w - cut_w].contiguous()
+                padding = (padding[0] - cut_h, padding[1] - cut_w)
+        self._kernel_cache = (key, (kernel, padding)) if cacheable else None
+        return kernel, padding
 
     def forward(self, input: Tensor) -> Tensor:
         if self.padding_mode != "zeros":
             x = F.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
             kh, kw = self.dilated_kernel_size
-            kernel = self._kernel((0, kh), (0, kw))
+            kernel, _ = self._kernel((0, kh), (0, kw), (0, 0))
             return F.conv2d(x, kernel, self.bias, self.stride, 0, 1, self.groups)
         rows, cols, padding = self._window(*input.shape[-2:])
-        kernel = self._kernel(rows, cols)
+        kernel, padding = self._kernel(rows, cols, padding)
         depthwise = self.groups == self.in_channels == self.out_channels
         if depthwise and input.device.type == "cpu" and self.stride == (1, 1):
             # Large depthwise kernels are 30-100x faster channels_last on CPU.
