@@ -9,10 +9,8 @@ PYTEST_ARGS ?=
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
-	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -e '.[dev]'
+$(STAMP): pyproject.toml infra/local/install.sh
+	bash infra/local/install.sh $(VENV) dev
 	touch $(STAMP)
 
 demo: setup

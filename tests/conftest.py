@@ -86,8 +86,17 @@ def ray_head() -> dict:
         f"--temp-dir={os.environ['RAY_TMPDIR']}",
         "--disable-usage-stats",
     ]
+    # As infra/local/up.sh: idle workers kept for Ray Data tasks, no preemption watcher on a
+    # single local node (both only save CPU; processes inherit the head's environment).
+    env = {
+        **os.environ,
+        "RAY_num_workers_soft_limit": "32",
+        "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+    }
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env
+        )
     try:
         _wait_for_head(port, proc, log)
         yield {

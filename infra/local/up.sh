@@ -131,10 +131,17 @@ else
     # URI, few Parquet footer-reader actors so Ray Data fits on a small machine, and the venv
     # first on PATH so a job entrypoint `python ...` runs the project's interpreter.
     # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (see common.sh) keeps every Ray port on loopback.
+    # The raylet kills idle workers beyond num_workers_soft_limit (default: the CPU count) after
+    # a second; every trial holds about ten actors, so on a 2-CPU head each Ray Data task would
+    # start a fresh process and import pyarrow/soundfile again. A higher limit keeps them warm.
+    # One local node cannot be preempted, so Ray Train's preemption watcher (one more actor
+    # per trial) is off here; cluster heads keep it.
     env -u RAY_ADDRESS -u RAY_API_SERVER_ADDRESS PATH="$VENV_BIN:$PATH" \
         RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="$RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" \
         RAY_AUTH_MODE=token RAY_AUTH_TOKEN="$RAY_AUTH_TOKEN" RAY_USAGE_STATS_ENABLED=0 \
         RAY_DATA_PARQUET_FOOTER_NUM_ACTORS="${RAY_DATA_PARQUET_FOOTER_NUM_ACTORS:-2}" \
+        RAY_num_workers_soft_limit="${RAY_num_workers_soft_limit:-32}" \
+        RAY_TRAIN_ENABLE_PREEMPTION_WATCHER="${RAY_TRAIN_ENABLE_PREEMPTION_WATCHER:-0}" \
         MLFLOW_TRACKING_URI="$MLFLOW_URI" \
         setsid "$VENV_BIN/ray" start --head --block \
         --node-ip-address=127.0.0.1 \

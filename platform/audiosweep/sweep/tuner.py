@@ -246,7 +246,12 @@ def _tune_config(space: SearchSpace, base: TrialConfig, concurrency: int):
     from ray import tune
 
     if space.kind == "grid":
-        return tune.TuneConfig(max_concurrent_trials=concurrency, trial_name_creator=_trial_name)
+        # A grid never stops a trial early, so a finished trial's driver actor can take the next
+        # trial: that saves a Python process with torch, Ray Train and MLflow imported (seconds
+        # of CPU per trial on a small machine). Each trial still gets its own Ray Train run.
+        return tune.TuneConfig(
+            max_concurrent_trials=concurrency, trial_name_creator=_trial_name, reuse_actors=True
+        )
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
