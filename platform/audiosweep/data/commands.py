@@ -50,6 +50,19 @@ def _run_ingest(args: argparse.Namespace, run) -> int:
     return 0
 
 
+def _ingest_kwargs(args: argparse.Namespace) -> dict:
+    """The options `prepare audioset` and `prepare hf` share, as ingest keyword arguments."""
+    return dict(
+        sample_rate=args.sample_rate,
+        clip_seconds=args.clip_seconds,
+        shard_mb=args.shard_mb,
+        audio_format=args.format,
+        overwrite=args.overwrite,
+        workers=args.workers,
+        progress=False if args.no_progress else None,
+    )
+
+
 def _prepare_audioset(args: argparse.Namespace) -> int:
     from .ingest_audioset import prepare_audioset
 
@@ -61,13 +74,7 @@ def _prepare_audioset(args: argparse.Namespace) -> int:
             segments=args.segments,
             eval_segments=args.eval_segments,
             labels=labels,
-            sample_rate=args.sample_rate,
-            clip_seconds=args.clip_seconds,
-            shard_mb=args.shard_mb,
-            audio_format=args.format,
-            overwrite=args.overwrite,
-            workers=args.workers,
-            progress=False if args.no_progress else None,
+            **_ingest_kwargs(args),
         ),
     )
 
@@ -82,13 +89,7 @@ def _prepare_hf(args: argparse.Namespace) -> int:
             parquet=args.parquet,
             split=args.split,
             labels=labels,
-            sample_rate=args.sample_rate,
-            clip_seconds=args.clip_seconds,
-            shard_mb=args.shard_mb,
-            audio_format=args.format,
-            overwrite=args.overwrite,
-            workers=args.workers,
-            progress=False if args.no_progress else None,
+            **_ingest_kwargs(args),
         ),
     )
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from audiosweep.models.dcls_substitution import position_layers
 from audiosweep.models.registry import create_model, get_arch
 
 MODES = ("inference", "train")
@@ -41,12 +42,10 @@ def _spread_positions(model: nn.Module, seed: int = 0) -> nn.Module:
     """
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for module in model.modules():
-            positions = getattr(module, "P", None)
-            if isinstance(positions, nn.Parameter) and hasattr(module, "dilated_kernel_size"):
-                lim = module.dilated_kernel_size[0] // 2
-                draw = torch.rand(positions.shape, generator=generator) * 2 - 1
-                positions.copy_(draw * lim)  # shared tensors: the last layer's draw stands
+        for _, layer in position_layers(model):
+            lim = layer.dilated_kernel_size[0] // 2
+            draw = torch.rand(layer.P.shape, generator=generator) * 2 - 1
+            layer.P.copy_(draw * lim)
     return model
 
 

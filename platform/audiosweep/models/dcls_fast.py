@@ -16,8 +16,9 @@ are cropped. A cached (eval) kernel is also cropped, symmetrically, to the rows 
 it is not exactly zero: Gaussians underflow to 0.0 a few sigmas from their centre, so a kernel
 whose positions sit near the centre (as at initialisation) has exact-zero borders whose products
 add nothing; the result is unchanged and a kernel with positions spread over the grid (as after
-training) keeps its full size. On CPU the depthwise convolution runs channels_last, with a backward pass made of
-forward convolutions (torch's CPU backward for large depthwise kernels is far slower).
+training) keeps its full size. On CPU the depthwise convolution runs channels_last, with a
+backward pass made of forward convolutions (torch's CPU backward for large depthwise kernels is
+far slower).
 """
 
 from __future__ import annotations
@@ -236,17 +237,16 @@ def _zero_border(kernel: Tensor, padding: tuple[int, int]) -> tuple[int, int]:
     Dropping c taps from both ends of an axis together with c of its padding leaves every output
     the same (for any stride): the dropped taps met padding or multiplied exact zeros.
     """
-    support = kernel.detach().ne(0).flatten(0, -3).any(0)
-    cuts = []
-    for axis, pad in zip((1, 0), padding, strict=True):
-        used = support.any(axis).nonzero().flatten()
-        if used.numel() == 0:
-            cuts.append(0)
-            continue
-        length = support.shape[1 - axis]
-        first, last = int(used[0]), int(used[-1])
-        cuts.append(min(first, length - 1 - last, pad))
-    return cuts[0], cuts[1]
+    support = kernel.detach().ne(0).flatten(0, -3).any(0)  # (h, w): nonzero in any channel
+    return _zero_cut(support.any(1), padding[0]), _zero_cut(support.any(0), padding[1])
+
+
+def _zero_cut(used: Tensor, padding: int) -> int:
+    """Taps droppable from both ends of one axis whose nonzero taps are ``used``."""
+    taps = used.nonzero().flatten()
+    if taps.numel() == 0:
+        return 0
+    return min(int(taps[0]), used.numel() - 1 - int(taps[-1]), padding)
 
 
 class FastDcls2d(Dcls2d):
@@ -319,9 +319,8 @@ class FastDcls2d(Dcls2d):
         if cacheable:
             key = (
                 tuple(_tensor_key(p) for p in params),
-                rows,
+                rows,  # the window fixes the padding too
                 cols,
-                padding,
                 torch.is_inference_mode_enabled(),
             )
             if self._kernel_cache is not None and self._kernel_cache[0] == key:

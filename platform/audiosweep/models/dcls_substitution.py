@@ -110,6 +110,17 @@ def dcls_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, (_DclsNd, _DclsN_Md))]
 
 
+def position_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(name, layer) of the first DCLS layer of each shared positions tensor (one per stage)."""
+    seen: set[int] = set()
+    firsts = []
+    for name, layer in dcls_layers(model):
+        if id(layer.P) not in seen:
+            seen.add(id(layer.P))
+            firsts.append((name, layer))
+    return firsts
+
+
 def _position_tensors(model: nn.Module) -> list[torch.Tensor]:
     unique: dict[int, torch.Tensor] = {}
     for _, layer in dcls_layers(model):
@@ -146,11 +157,7 @@ def dcls_positions(model: nn.Module) -> PositionMap:
     modules, else ``group0``, ``group1``, ... in module order.
     """
     result = PositionMap()
-    seen: set[int] = set()
-    for name, layer in dcls_layers(model):
-        if id(layer.P) in seen:
-            continue
-        seen.add(id(layer.P))
+    for name, layer in position_layers(model):
         match = _STAGE.match(name)
         stage = match.group(1) if match else f"group{len(result)}"
         sizes = layer.dilated_kernel_size
@@ -165,8 +172,5 @@ def dcls_positions(model: nn.Module) -> PositionMap:
 @torch.no_grad()
 def clamp_dcls_positions(model: nn.Module) -> None:
     """Clamp every position to its dilated grid (dcls's `clamp_parameters`, once per shared tensor)."""
-    seen: set[int] = set()
-    for _, layer in dcls_layers(model):
-        if id(layer.P) not in seen:
-            seen.add(id(layer.P))
-            layer.clamp_parameters()
+    for _, layer in position_layers(model):
+        layer.clamp_parameters()
