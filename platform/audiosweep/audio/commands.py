@@ -75,15 +75,8 @@ def _stats(args: argparse.Namespace) -> int:
             seen += len(batch["waveform"])
             yield batch
 
-    a = cfg.audio
-    config = FrontEndConfig(
-        sample_rate=a.sample_rate,
-        n_fft=a.n_fft,
-        hop_length=a.hop_length,
-        n_mels=a.n_mels,
-        f_min=a.f_min,
-        f_max=a.f_max,
-    )
+    # compute_stats measures without normalisation, whatever mean/std the preset holds.
+    config = FrontEndConfig.from_audio_config(cfg.audio)
     mean, std = compute_stats(counted(), config, max_clips=args.max_clips)
     clips = seen if args.max_clips is None else min(seen, args.max_clips)
     print(format_stats(mean, std, clips, f"{args.dataset} / {args.split}"))

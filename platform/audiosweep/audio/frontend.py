@@ -8,10 +8,14 @@ MelScale -> AmplitudeToDB -> (x - mean) / std. Defaults: 32 kHz, n_fft 1024, hop
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torchaudio.transforms as T
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from audiosweep.config import AudioConfig
 
 __all__ = ["FrontEndConfig", "FrontEnd", "AUDIOSET_MEAN", "AUDIOSET_STD"]
 
@@ -51,6 +55,20 @@ class FrontEndConfig:
     def num_frames(self, num_samples: int) -> int:
         """Frames produced for ``num_samples`` (centred STFT)."""
         return num_samples // self.hop_length + 1
+
+    @classmethod
+    def from_audio_config(cls, audio: AudioConfig) -> FrontEndConfig:
+        """The front end a trial's ``audio`` section describes."""
+        return cls(
+            sample_rate=audio.sample_rate,
+            n_fft=audio.n_fft,
+            hop_length=audio.hop_length,
+            n_mels=audio.n_mels,
+            f_min=audio.f_min,
+            f_max=audio.f_max,
+            mean=audio.mean,
+            std=audio.std,
+        )
 
 
 class FrontEnd(nn.Module):

@@ -165,23 +165,14 @@ def build_pipeline(
     from audiosweep.train.mixup import MixupWithSmoothing
     from audiosweep.train.schedule import warmup_cosine
 
-    aug, a = cfg.augment, cfg.audio
+    aug = cfg.augment
     frontend = FrontEnd(
-        FrontEndConfig(
-            sample_rate=a.sample_rate,
-            n_fft=a.n_fft,
-            hop_length=a.hop_length,
-            n_mels=a.n_mels,
-            f_min=a.f_min,
-            f_max=a.f_max,
-            mean=a.mean,
-            std=a.std,
-        ),
+        FrontEndConfig.from_audio_config(cfg.audio),
         # The reference erases on the linear power spectrogram, before the mel filterbank.
         linear_augment=RandomErasing(p=aug.erasing_p, inplace=True) if aug.erasing_p > 0 else None,
     ).to(device)
     waveform_augment = WaveformAugment(
-        length=int(round((cfg.data.clip_seconds or 10.0) * a.sample_rate)),
+        length=int(round((cfg.data.clip_seconds or 10.0) * cfg.audio.sample_rate)),
         roll=aug.roll,
         speed=aug.speed_p > 0,
         speed_p=aug.speed_p,
