@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml infra/local/install.sh
+$(STAMP): pyproject.toml infra/local/install.sh infra/local/check_install.py
 	bash infra/local/install.sh $(VENV) dev
 	touch $(STAMP)
 
