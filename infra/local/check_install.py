@@ -66,7 +66,9 @@ def failures() -> list[str]:
         try:
             check()
         except Exception as exc:
-            problems.append(f"{dist}: {check.__name__.strip('_')} fails: {type(exc).__name__}: {exc}")
+            problems.append(
+                f"{dist}: {check.__name__.strip('_')} fails: {type(exc).__name__}: {exc}"
+            )
     return problems
 
 
