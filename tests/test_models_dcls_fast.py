@@ -263,3 +263,77 @@ def test_activation_checkpointing_gives_the_same_gradients(use_reentrant: bool) 
         expected = getattr(ref[0], name).grad
         assert rel_diff(getattr(checkpointed.stage[0], name).grad, expected) < TOL, name
         assert rel_diff(getattr(plain[0], name).grad, expected) < TOL, name
+
+
+def _subnormal_count(t: torch.Tensor) -> int:
+    t = t.detach().float() if t.dtype == torch.bfloat16 else t.detach()
+    tiny = torch.finfo(t.dtype).tiny
+    return int(((t != 0) & (t.abs() < tiny)).sum())
+
+
+def _built_kernels(layer: FastDcls2d, x: torch.Tensor) -> list[torch.Tensor]:
+    """Every kernel the layer passes to a convolution during one forward."""
+    seen = []
+    real_conv2d = dcls_fast.F.conv2d
+
+    def spy(inp, weight, *args, **kwargs):
+        seen.append(weight)
+        return real_conv2d(inp, weight, *args, **kwargs)
+
+    dcls_fast.F.conv2d = spy
+    try:
+        layer(x)
+    finally:
+        dcls_fast.F.conv2d = real_conv2d
+    return seen
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("positions", ["initialised", "spread"])
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_built_kernels_hold_no_subnormals(dtype, positions, mode) -> None:
+    torch.manual_seed(0)
+    layer = FastDcls2d(32, 32, 26, padding=11, dilated_kernel_size=23, groups=32).to(dtype)
+    if positions == "spread":
+        randomize_(layer, seed=3)
+    layer.train(mode == "train")
+    # Without the flush, the float32 kernel of an initialised layer holds subnormals (what made
+    # CPU convs slow); spread positions cover the grid and bfloat16 matmuls may round them away,
+    # but the flush must hold either way.
+    raw = dcls_fast.axis_profiles(layer.P, layer.SIG, "gauss", (23, 23))
+    g_rows, g_cols, inv_norm = raw
+    scale = layer.weight.reshape(-1, 26) * inv_norm
+    unflushed = (g_rows * scale[..., None]).transpose(1, 2) @ g_cols
+    if dtype == torch.float32 and positions == "initialised":
+        assert _subnormal_count(unflushed) > 0
+    x = torch.randn(2, 32, 24, 30, dtype=dtype)
+    kernels = _built_kernels(layer, x)
+    assert kernels, "the layer ran no convolution"
+    assert all(_subnormal_count(k) == 0 for k in kernels)
+
+
+def test_flushed_kernels_still_match_dcls_in_eval_and_train() -> None:
+    torch.manual_seed(1)
+    kwargs = dict(
+        in_channels=16,
+        out_channels=16,
+        kernel_count=26,
+        padding=11,
+        dilated_kernel_size=23,
+        groups=16,
+    )
+    fast = FastDcls2d(**kwargs)
+    ref = reference_layer(**kwargs)
+    ref.load_state_dict(fast.state_dict())
+    x = torch.randn(2, 16, 20, 40, requires_grad=True)
+    y_ref = ref(x)
+    y_fast = fast(x)
+    assert rel_diff(y_fast, y_ref) < TOL
+    grads_ref = torch.autograd.grad(y_ref.square().sum(), [x, ref.weight, ref.P, ref.SIG])
+    grads_fast = torch.autograd.grad(y_fast.square().sum(), [x, fast.weight, fast.P, fast.SIG])
+    for gf, gr in zip(grads_fast, grads_ref, strict=True):
+        assert rel_diff(gf, gr) < TOL
+    fast.eval()
+    ref.eval()
+    with torch.no_grad():
+        assert rel_diff(fast(x), ref(x)) < TOL
