@@ -49,8 +49,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if overrides:
         args.overrides = [*args.overrides, *overrides]
+    from audiosweep.errors import UserError
+
     try:
         return int(args.func(args) or 0)
+    except UserError as err:
+        # A mistake the user can fix: one line naming it and the fix, no traceback.
+        print(f"error: {err.one_line()}", file=sys.stderr)
+        return err.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

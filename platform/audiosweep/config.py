@@ -14,18 +14,30 @@ import os
 import types
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
+from audiosweep.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A preset, override or search space that cannot be turned into a valid config."""
+
+
+# Allowed values, checked when a config is loaded (a typo fails before any cluster work).
+Conv = Literal["dsc", "dcls_gauss", "dcls_bilinear", "dcls_triangle"]
+DclsImpl = Literal["fast", "reference"]
+OptimName = Literal["adamw", "lamb"]
+Amp = Literal["auto", "none", "bf16", "fp16"]
+LossName = Literal["bce", "focal", "focal_softmax", "ce"]
 
 
 @dataclass
 class DataConfig:
     path: str = "data/demo"
+    # The command that makes `path`, named in the error when the dataset is missing.
+    prepare: str | None = None
     train_split: str = "train"
     eval_split: str = "eval"
     clip_seconds: float | None = None  # None: the dataset manifest's clip length
@@ -68,17 +80,17 @@ class AugmentConfig:
 @dataclass
 class ModelConfig:
     arch: str = "convnext_tiny"
-    conv: str = "dsc"
+    conv: Conv = "dsc"
     dilated_kernel_size: int = 23
     kernel_count: int = 26
     drop_path_rate: float = 0.4
-    dcls_impl: str = "fast"
+    dcls_impl: DclsImpl = "fast"
     options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class OptimConfig:
-    name: str = "adamw"  # adamw | lamb
+    name: OptimName = "adamw"
     lr: float | None = None  # None: base_lr * effective_batch / lr_reference_batch
     base_lr: float = 4e-3
     lr_reference_batch: int = 4096
@@ -101,8 +113,8 @@ class TrainConfig:
     cpus_per_worker: float = 0.5
     # None: one GPU per worker when the cluster has GPUs, else CPU (NCCL/CUDA vs gloo/CPU).
     gpus_per_worker: float | None = None
-    amp: str = "auto"  # auto (fp16 on CUDA, off on CPU) | none | bf16 | fp16 (CUDA only)
-    loss: str = "bce"  # bce | focal
+    amp: Amp = "auto"  # auto: fp16 on CUDA, off on CPU; fp16 needs CUDA
+    loss: LossName = "bce"
     focal_gamma: float = 1.0
     seed: int = 0
     max_failures: int = 2
@@ -244,6 +256,12 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             return None
         raise ConfigError(f"{key}: may not be null")
     base = next(a for a in args if a is not type(None)) if is_union else hint
+    if get_origin(base) is Literal:
+        allowed = get_args(base)
+        if value in allowed:
+            return value
+        close = _suggest(str(value), [str(a) for a in allowed])
+        raise ConfigError(f"{key}={value!r} is not allowed{close}")
     origin = get_origin(base) or base
     if origin is dict:
         if not isinstance(value, dict):

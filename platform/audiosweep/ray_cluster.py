@@ -21,7 +21,16 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> None:
     runtime_env = {"env_vars": {k: os.environ[k] for k in DATA_ENV}}
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
+        check_reachable(address)
+        try:
+            ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
+        except ConnectionError as err:
+            from audiosweep.errors import ClusterError
+
+            raise ClusterError(
+                f"no Ray cluster answers at {address} ({err}); start one with `make up` or "
+                "`ray start --head`, or unset RAY_ADDRESS to run on a private local cluster"
+            ) from None
     else:
         # Single-node mode keeps every Ray port on 127.0.0.1 (see infra/local/common.sh).
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -31,6 +40,26 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> None:
             runtime_env=runtime_env,
             _node_ip_address="127.0.0.1",
         )
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, with the fix, when nothing listens at a host:port address (ray.init
+    would retry for minutes). Other forms ("auto", ray://, http://) are left to Ray."""
+    import socket
+
+    from audiosweep.errors import ClusterError
+
+    host, sep, port = address.rpartition(":")
+    if not sep or "/" in address or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return
+    except OSError as err:
+        raise ClusterError(
+            f"no Ray cluster answers at {address} ({err.strerror or err}); start one with "
+            "`make up` or `ray start --head`, or unset RAY_ADDRESS for a private local cluster"
+        ) from None
 
 
 def quiet_data_progress() -> None:

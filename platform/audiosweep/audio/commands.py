@@ -42,28 +42,21 @@ def format_stats(mean: float, std: float, clips: int, where: str) -> str:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    import sys
 
     from audiosweep.audio.frontend import FrontEndConfig
     from audiosweep.audio.stats import compute_stats
     from audiosweep.config import ConfigError, load_preset
-    from audiosweep.data import DatasetError, DatasetInfo, iter_numpy_batches
+    from audiosweep.data import DatasetInfo, iter_numpy_batches
 
     if args.max_clips is not None and args.max_clips < 1:
-        raise SystemExit("--max-clips must be >= 1")
-    try:
-        cfg = load_preset(args.preset, args.overrides)
-        info = DatasetInfo.load(args.dataset)
-    except (ConfigError, DatasetError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        raise ConfigError("--max-clips must be >= 1")
+    cfg = load_preset(args.preset, args.overrides)
+    info = DatasetInfo.load(args.dataset)
     if info.sample_rate != cfg.audio.sample_rate:
-        print(
-            f"error: {args.dataset} is sampled at {info.sample_rate} Hz but the preset's "
-            f"audio.sample_rate is {cfg.audio.sample_rate}; pass audio.sample_rate={info.sample_rate}",
-            file=sys.stderr,
+        raise ConfigError(
+            f"{args.dataset} is sampled at {info.sample_rate} Hz but the preset's "
+            f"audio.sample_rate is {cfg.audio.sample_rate}; pass audio.sample_rate={info.sample_rate}"
         )
-        return 2
     clip_seconds = cfg.data.clip_seconds or info.clip_seconds
     seen = 0
 

@@ -30,21 +30,12 @@ def _ingest_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1, help="decoding processes")
 
 
-def _fail(message: str, code: int = 2) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return code
-
-
 def _run_ingest(args: argparse.Namespace, run) -> int:
     from .ingest import rejection_summary, resolve_labels
-    from .schema import DatasetError
     from .summary import format_summary, summarize
 
-    try:
-        labels = resolve_labels(args.labels)
-        entries = run(labels)
-    except DatasetError as err:
-        return _fail(str(err))
+    labels = resolve_labels(args.labels)
+    entries = run(labels)
     print(rejection_summary(entries))
     print(format_summary(summarize(args.out)))
     return 0
@@ -95,35 +86,27 @@ def _prepare_hf(args: argparse.Namespace) -> int:
 
 
 def _summary(args: argparse.Namespace) -> int:
-    from .schema import DatasetError
     from .summary import print_summary
 
-    try:
-        print_summary(args.dataset)
-    except DatasetError as err:
-        return _fail(str(err))
+    print_summary(args.dataset)
     return 0
 
 
 def _prepare_demo(args: argparse.Namespace) -> int:
     from .demo import prepare_demo
-    from .schema import DatasetError
     from .summary import print_summary
 
-    try:
-        prepare_demo(
-            args.out,
-            train_clips=args.train_clips,
-            eval_clips=args.eval_clips,
-            clip_seconds=args.clip_seconds,
-            sample_rate=args.sample_rate,
-            seed=args.seed,
-            shard_mb=args.shard_mb,
-            overwrite=args.overwrite,
-            progress=False if args.no_progress else None,
-        )
-    except DatasetError as err:
-        return _fail(str(err))
+    prepare_demo(
+        args.out,
+        train_clips=args.train_clips,
+        eval_clips=args.eval_clips,
+        clip_seconds=args.clip_seconds,
+        sample_rate=args.sample_rate,
+        seed=args.seed,
+        shard_mb=args.shard_mb,
+        overwrite=args.overwrite,
+        progress=False if args.no_progress else None,
+    )
     print_summary(args.out)
     return 0
 
@@ -147,19 +130,15 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _bench_pipeline(args: argparse.Namespace) -> int:
     from .bench_pipeline import bench_pipeline, format_result
-    from .schema import DatasetError
 
-    try:
-        result = bench_pipeline(
-            args.data,
-            split=args.split,
-            repeats=args.repeats,
-            batch_size=args.batch_size,
-            clip_seconds=args.clip_seconds,
-            address=args.address,
-        )
-    except DatasetError as err:
-        return _fail(str(err))
+    result = bench_pipeline(
+        args.data,
+        split=args.split,
+        repeats=args.repeats,
+        batch_size=args.batch_size,
+        clip_seconds=args.clip_seconds,
+        address=args.address,
+    )
     print(format_result(result))
     return 0
 

@@ -20,6 +20,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from audiosweep.errors import UserError
+
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 LABELS_NAME = "labels.csv"
@@ -40,7 +42,7 @@ SHARD_SCHEMA = pa.schema(
 )
 
 
-class DatasetError(Exception):
+class DatasetError(UserError):
     """A dataset folder that cannot be used as asked (incomplete, mismatched, refused)."""
 
 

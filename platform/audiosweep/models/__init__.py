@@ -10,6 +10,7 @@ from typing import Any
 
 _EXPORTS = {
     "create_model": "audiosweep.models.registry",
+    "build_model": "audiosweep.models.registry",
     "list_archs": "audiosweep.models.registry",
     "get_arch": "audiosweep.models.registry",
     "count_parameters": "audiosweep.models.registry",

@@ -26,8 +26,7 @@ def _convnext(variant: str, num_classes: int, drop_path_rate: float, **options) 
         in_chans=1,
         num_classes=num_classes,
         drop_path_rate=drop_path_rate,
-        ls_init_value=LAYER_SCALE_INIT,
-        **options,
+        **{"ls_init_value": LAYER_SCALE_INIT, **options},
     )
     # timm's patch stem is Sequential(conv, norm): keep the norm, swap the conv.
     model.stem[0] = audio_patch_stem(model.stem[0].out_channels, bias=True)
@@ -46,8 +45,7 @@ def _fastvit(variant: str, num_classes: int, drop_path_rate: float, **options) -
         in_chans=1,
         num_classes=num_classes,
         drop_path_rate=drop_path_rate,
-        layer_scale_init_value=LAYER_SCALE_INIT,
-        **options,
+        **{"layer_scale_init_value": LAYER_SCALE_INIT, **options},
     )
     # The whole MobileOne stem gives way to a bare conv: no norm, no activation.
     model.stem = audio_patch_stem(model.feature_info[0]["num_chs"], bias=False)

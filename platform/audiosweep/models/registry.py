@@ -170,6 +170,20 @@ def create_model(
     return model
 
 
+def build_model(model_cfg, num_classes: int) -> nn.Module:
+    """The model a `ModelConfig` section describes: the one way models are made from configs."""
+    return create_model(
+        model_cfg.arch,
+        conv=model_cfg.conv,
+        num_classes=num_classes,
+        dilated_kernel_size=model_cfg.dilated_kernel_size,
+        kernel_count=model_cfg.kernel_count,
+        drop_path_rate=model_cfg.drop_path_rate,
+        dcls_impl=model_cfg.dcls_impl,
+        **model_cfg.options,
+    )
+
+
 def count_parameters(model: nn.Module) -> int:
     """Number of parameter elements, each shared tensor counted once."""
     return sum(p.numel() for p in model.parameters())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -40,6 +39,11 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
     p.add_argument(
         "--num-samples", type=int, help="Optuna spaces: number of trials (default: the space's)"
     )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the trials, dropped variants and concurrency; start nothing",
+    )
     p.set_defaults(func=_sweep)
 
     r = sub.add_parser("report", help="rebuild a sweep's Table-1 style report from MLflow")
@@ -65,59 +69,76 @@ def _sweep_id(space: str, preset: str, name: str | None, resume: bool, run_root:
 
 def _sweep(args: argparse.Namespace) -> int:
     from audiosweep.config import ConfigError, load_preset, resolve_path
+    from audiosweep.errors import UserError
     from audiosweep.sweep.spaces import load_space
-    from audiosweep.sweep.tracking import TrackingError, tracking_uri
+    from audiosweep.sweep.tracking import tracking_uri
+    from audiosweep.sweep.tuner import plan_sweep
 
-    try:
-        base = load_preset(args.preset, args.overrides)
-        space = load_space(args.space)
-        if args.num_samples is not None:
-            if args.num_samples < 1:
-                raise ConfigError("--num-samples must be at least 1")
-            space.num_samples = args.num_samples
-        uri = tracking_uri(args.tracking_uri)
-    except (ConfigError, TrackingError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    base = load_preset(args.preset, args.overrides)
+    space = load_space(args.space)
+    if args.num_samples is not None:
+        if args.num_samples < 1:
+            raise ConfigError("--num-samples must be at least 1")
+        space.num_samples = args.num_samples
     run_root = Path(resolve_path(args.run_root or base.run_root))
     sweep_id = _sweep_id(args.space, args.preset, args.name, args.resume, run_root)
     base = base.with_overrides(
         {"run_root": str(run_root), "data.path": resolve_path(base.data.path)}
     )
+    # Every user mistake fails here, before Ray starts: config, dataset, models, tracking.
+    plan = plan_sweep(space, base, sweep_id, str(run_root))
+    if args.dry_run:
+        print_plan(plan, args.address)
+        return 0
+    uri = tracking_uri(args.tracking_uri)
+    if plan.sweep_dir.exists() and not args.resume and (plan.sweep_dir / "tune").exists():
+        raise UserError(
+            f"sweep {sweep_id} exists at {plan.sweep_dir}; pass --resume to continue it"
+        )
 
     from audiosweep.ray_cluster import connect
-    from audiosweep.sweep.tuner import plan_sweep, run_sweep
+    from audiosweep.sweep.tuner import run_sweep
 
-    try:
-        plan = plan_sweep(space, base, sweep_id, str(run_root))
-    except (ConfigError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if plan.sweep_dir.exists() and not args.resume and (plan.sweep_dir / "tune").exists():
-        print(
-            f"error: sweep {sweep_id} exists at {plan.sweep_dir}; pass --resume to continue it",
-            file=sys.stderr,
-        )
-        return 2
     connect(args.address)
     rep = run_sweep(plan, tracking_uri=uri, resume=args.resume)
     failed = [t for t in rep["trials"] if t["status"] == "FAILED"]
     return 1 if failed else 0
 
 
+def print_plan(plan, address: str | None) -> None:
+    """What a sweep would run, without starting anything."""
+    from audiosweep.sweep.tuner import planned_concurrency
+
+    space = plan.space
+    trials = len(plan.variants) if space.kind == "grid" else space.num_samples
+    concurrency, source = planned_concurrency(plan.base, address)
+    print(
+        f"sweep {plan.sweep_id}: space {space.name} ({space.kind}), preset {plan.base.preset}, "
+        f"{trials} trials, up to {concurrency} at once ({source})"
+    )
+    if space.kind == "grid":
+        for v in plan.variants:
+            extra = " ".join(f"{k}={val}" for k, val in sorted(v.overrides.items()))
+            print(f"  {v.case:32s} seed {v.seed}  {extra}")
+        for v, why in plan.dropped:
+            print(f"  dropped {v.case} seed {v.seed}: {why}")
+    else:
+        print(f"  cases: {', '.join(c.name for c in space.cases)}; seeds: {space.seeds}")
+        for key, spec in space.params.items():
+            print(f"  {key}: {spec}")
+    print(f"run folder: {plan.sweep_dir}")
+
+
 def _report(args: argparse.Namespace) -> int:
     from audiosweep.sweep import report, tracking
 
-    try:
-        uri = tracking.tracking_uri(args.tracking_uri)
-    except tracking.TrackingError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    uri = tracking.tracking_uri(args.tracking_uri)
     mlflow = tracking.client(uri)
     family = args.family or _family_of(mlflow, args.sweep_id)
     if family is None:
-        print(f"error: no sweep {args.sweep_id!r} in {uri}", file=sys.stderr)
-        return 2
+        from audiosweep.errors import UserError
+
+        raise UserError(f"no sweep {args.sweep_id!r} in {uri}")
     rep = report.build_report(mlflow, family, args.sweep_id)
     parent = tracking.find_run(
         mlflow,

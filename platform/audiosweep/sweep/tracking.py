@@ -17,32 +17,61 @@ from typing import Any
 
 from ray.train.v2.api.callback import UserCallback
 
+from audiosweep.errors import UserError
+
 SWEEP_TAG = "audiosweep.sweep_id"
 TRIAL_TAG = "audiosweep.trial_key"
 ROLE_TAG = "audiosweep.role"
 LOCAL_URI_FILE = Path(".local") / "infra" / "mlflow_uri"
 
 
-class TrackingError(RuntimeError):
+class TrackingError(UserError, RuntimeError):
     pass
 
 
-def tracking_uri(explicit: str | None = None) -> str:
-    """MLFLOW_TRACKING_URI, else the local server started by `make up` (infra/local/up.sh)."""
+def configured_uri(explicit: str | None = None) -> str | None:
+    """MLFLOW_TRACKING_URI, else the local server started by `make up`; None if neither."""
     uri = explicit or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri and LOCAL_URI_FILE.is_file():
         uri = LOCAL_URI_FILE.read_text().strip()
+    if uri and not uri.startswith(("http://", "https://", "databricks")):
+        raise TrackingError(
+            f"MLFLOW_TRACKING_URI={uri!r}: use an HTTP(S) tracking server; a file or sqlite URI "
+            "would be resolved inside each Ray worker's own session folder"
+        )
+    return uri or None
+
+
+def tracking_uri(explicit: str | None = None) -> str:
+    """The configured tracking server (see `configured_uri`), which must answer."""
+    uri = configured_uri(explicit)
     if not uri:
         raise TrackingError(
             "no MLflow tracking server: set MLFLOW_TRACKING_URI (e.g. http://127.0.0.1:5000) "
             "or start the local one with `make up`"
         )
-    if not uri.startswith(("http://", "https://", "databricks")):
-        raise TrackingError(
-            f"MLFLOW_TRACKING_URI={uri!r}: use an HTTP(S) tracking server; a file or sqlite URI "
-            "would be resolved inside each Ray worker's own session folder"
-        )
+    check_server(uri)
     return uri
+
+
+def check_server(uri: str, timeout: float = 5.0) -> None:
+    """Fail with a one-line `TrackingError` unless the MLflow server at `uri` answers."""
+    import urllib.error
+    import urllib.request
+
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as reply:
+            if reply.status == 200:
+                return
+    except (OSError, urllib.error.URLError) as err:
+        reason = getattr(err, "reason", err)
+        raise TrackingError(
+            f"MLflow server {uri} is not reachable ({reason}); start it with `make up`, "
+            "point MLFLOW_TRACKING_URI at a running one, or pass --no-track"
+        ) from None
+    raise TrackingError(f"MLflow server {uri} answered /health with an error; check its log")
 
 
 def client(uri: str):

@@ -6,13 +6,12 @@ the Tune trial and forwards rank 0's reports to Tune with `TuneReportCallback`.
 
 from __future__ import annotations
 
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from audiosweep.config import TrialConfig
+from audiosweep.sweep.trial_run import TrialRun
 
 
 @dataclass
@@ -84,58 +83,14 @@ def run_trial_in_tune(config: dict[str, Any], context: SweepContext) -> dict[str
         print(f"[audiosweep] {key} already finished; not re-run")
         return {**run.data.metrics, "already_finished": True}
     tracking.log_params(mlflow, run_id, cfg.flat())
+    trial_run = TrialRun(context.tracking_uri, run_id, cfg)
     trainer = build_trainer(
         cfg,
         run_root=run_root,
         name=key,
-        callbacks=[
-            TuneReportCallback(),
-            tracking.MLflowEpochCallback(context.tracking_uri, run_id),
-        ],
+        callbacks=[TuneReportCallback(), *trial_run.callbacks()],
     )
-    start = time.time()
     result = trainer.fit()
-    final = dict(result.metrics or {})
-    summary = {
-        "final_map": final.get("eval_map"),
-        "best_map": final.get("best_map"),
-        "params_total": final.get("params_total"),
-        "params_dcls_positions": final.get("params_dcls_positions"),
-        "train_samples_per_s": final.get("train_samples_per_s"),
-        "infer_samples_per_s": final.get("infer_samples_per_s"),
-        "wall_time_s": time.time() - start,
-    }
-    tracking.log_metrics(mlflow, run_id, summary, step=int(final.get("epoch", 0)))
-    for tag in ("infer_shape", "infer_dtype", "infer_threads", "infer_device"):
-        if tag in final:
-            mlflow.set_tag(run_id, tag, str(final[tag]))
-    log_trial_artifacts(mlflow, run_id, Path(run_root) / key, cfg, result.checkpoint)
-    mlflow.set_terminated(run_id, status="FINISHED")
+    summary = trial_run.finish(result, Path(run_root) / key)
+    final = result.metrics or {}
     return {**summary, "epoch": final.get("epoch"), "eval_map": final.get("eval_map")}
-
-
-def log_trial_artifacts(mlflow, run_id: str, run_dir: Path, cfg: TrialConfig, checkpoint) -> None:
-    from audiosweep.sweep import plots
-    from audiosweep.train.checkpoint import load_training_state
-    from audiosweep.train.trainer import CONFIG_FILE, METRICS_FILE
-
-    for name in (CONFIG_FILE, METRICS_FILE, "per_class_ap.csv", "final_checkpoint.txt"):
-        if (run_dir / name).is_file():
-            mlflow.log_artifact(run_id, str(run_dir / name))
-    with tempfile.TemporaryDirectory() as tmp:
-        if (run_dir / METRICS_FILE).is_file():
-            rows = plots.read_metrics(run_dir / METRICS_FILE)
-            if rows:
-                png = plots.learning_curves(rows, Path(tmp) / "learning_curves.png", title=cfg.case)
-                mlflow.log_artifact(run_id, str(png))
-        if checkpoint is not None:
-            with checkpoint.as_directory() as directory:
-                extra = load_training_state(Path(directory))["extra"]
-            png = plots.dcls_positions_plot(
-                extra.get("positions_init", {}),
-                extra.get("positions_final", {}),
-                cfg.model.dilated_kernel_size,
-                Path(tmp) / "dcls_positions.png",
-            )
-            if png is not None:
-                mlflow.log_artifact(run_id, str(png))

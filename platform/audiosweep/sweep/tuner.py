@@ -25,24 +25,42 @@ class SweepPlan:
 
 
 def plan_sweep(space: SearchSpace, base: TrialConfig, sweep_id: str, run_root: str) -> SweepPlan:
+    """The sweep's trials, each checked on the driver (config, dataset, model) so that a
+    mistake fails here in one line instead of in every trial on the cluster."""
     variants: list[Variant] = []
     dropped: list[tuple[Variant, str]] = []
     if space.kind == "grid":
         variants = space.variants(base)
+        check_configs([base.with_overrides(v.overrides) for v in variants])
         if space.constraint == "params_le_dsc":
             variants, dropped = _params_le_dsc(variants, base)
         if not variants:
             raise ConfigError(f"search space {space.name!r} leaves no trial to run")
     else:
-        for case in space.cases:  # validate the case overrides before any cluster work
-            base.with_overrides(space.case_overrides(case, dict(base.sweep.arch_map)))
+        arch_map = dict(base.sweep.arch_map)
+        check_configs(
+            [base.with_overrides(space.case_overrides(case, arch_map)) for case in space.cases]
+        )
     return SweepPlan(space, base, sweep_id, Path(run_root) / "sweeps" / sweep_id, variants, dropped)
+
+
+def check_configs(configs: list[TrialConfig]) -> None:
+    """Resolve every config against its dataset and build each distinct model once."""
+    from audiosweep.train.trainer import check_model_builds, resolve_trial
+
+    built: set[str] = set()
+    for cfg in configs:
+        cfg, info = resolve_trial(cfg)
+        key = repr((cfg.model, info.num_classes))
+        if key not in built:
+            check_model_builds(cfg, info.num_classes)
+            built.add(key)
 
 
 def _params_le_dsc(variants: list[Variant], base: TrialConfig) -> tuple[list[Variant], list]:
     """Keep DCLS variants whose model has no more parameters than the same arch with DSC."""
     from audiosweep.data import DatasetInfo
-    from audiosweep.models import count_parameters, create_model
+    from audiosweep.models import build_model, count_parameters
 
     num_classes = DatasetInfo.load(base.data.path).num_classes
     cache: dict[tuple, int] = {}
@@ -55,15 +73,7 @@ def _params_le_dsc(variants: list[Variant], base: TrialConfig) -> tuple[list[Var
             cfg.model.kernel_count,
         )
         if key not in cache:
-            model = create_model(
-                cfg.model.arch,
-                conv=cfg.model.conv,
-                num_classes=num_classes,
-                dilated_kernel_size=cfg.model.dilated_kernel_size,
-                kernel_count=cfg.model.kernel_count,
-                **cfg.model.options,
-            )
-            cache[key] = count_parameters(model)
+            cache[key] = count_parameters(build_model(cfg.model, num_classes))
         return cache[key]
 
     kept, dropped = [], []
@@ -101,6 +111,24 @@ def max_concurrent_trials(base: TrialConfig, resources: dict[str, float]) -> int
             f"but the cluster has {resources.get('CPU', 0)} CPU / {resources.get('GPU', 0)} GPU"
         )
     return n
+
+
+def planned_concurrency(base: TrialConfig, address: str | None) -> tuple[int, str]:
+    """(trials at once, where that comes from) for a dry run: nothing is started."""
+    import os
+
+    if base.sweep.max_concurrent_trials:
+        return base.sweep.max_concurrent_trials, "sweep.max_concurrent_trials"
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        import ray
+
+        from audiosweep.ray_cluster import connect
+
+        connect(address)
+        return max_concurrent_trials(base, ray.cluster_resources()), f"the cluster at {address}"
+    cpus = os.cpu_count() or 1
+    return max_concurrent_trials(base, {"CPU": cpus}), f"a local cluster of {cpus} CPUs"
 
 
 def param_space(plan: SweepPlan) -> dict[str, Any]:
@@ -151,6 +179,7 @@ def run_sweep(
     from audiosweep.sweep.trainable import SweepContext, run_trial_in_tune
 
     space, base = plan.space, plan.base
+    concurrency = max_concurrent_trials(base, ray.cluster_resources())
     mlflow = tracking.client(tracking_uri)
     commit = tracking.git_commit()
     parent_id = tracking.parent_run(
@@ -188,7 +217,6 @@ def run_sweep(
     plan.sweep_dir.mkdir(parents=True, exist_ok=True)
     storage = str(plan.sweep_dir.resolve())
     tune_dir = plan.sweep_dir / "tune"
-    concurrency = max_concurrent_trials(base, ray.cluster_resources())
     print(
         f"[audiosweep] sweep {plan.sweep_id}: space {space.name} ({space.kind}), preset {base.preset}, "
         f"{len(plan.variants) or space.num_samples} trials, up to {concurrency} at once"
@@ -211,7 +239,10 @@ def run_sweep(
             run_config=tune.RunConfig(
                 name="tune",
                 storage_path=storage,
-                failure_config=tune.FailureConfig(max_failures=1),
+                # Ray Train already restarts failed workers from their last checkpoint
+                # (train.max_failures); a Tune-level retry would re-run a deterministic
+                # failure from scratch.
+                failure_config=tune.FailureConfig(max_failures=0),
                 verbose=1 if progress else 0,
             ),
         )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 from pathlib import Path
 
 
@@ -33,6 +32,11 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
     group.add_argument(
         "--overwrite", action="store_true", help="delete an existing run folder first"
     )
+    p.add_argument(
+        "--tracking-uri",
+        help="MLflow server (default: MLFLOW_TRACKING_URI or `make up`'s; none: not tracked)",
+    )
+    p.add_argument("--no-track", action="store_true", help="do not log this run to MLflow")
     p.set_defaults(func=_train)
 
 
@@ -41,13 +45,11 @@ def default_run_name(cfg) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from audiosweep.config import ConfigError, load_preset, resolve_path
+    from audiosweep.config import load_preset, resolve_path
+    from audiosweep.errors import UserError
+    from audiosweep.train.trainer import check_on_driver
 
-    try:
-        cfg = load_preset(args.preset, args.overrides)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    cfg = load_preset(args.preset, args.overrides)
     name = args.name or default_run_name(cfg)
     run_root = resolve_path(args.run_root or cfg.run_root)
     run_dir = Path(run_root) / name
@@ -55,40 +57,54 @@ def _train(args: argparse.Namespace) -> int:
         if args.overwrite:
             shutil.rmtree(run_dir)
         elif not args.resume:
-            print(
-                f"error: run folder {run_dir} already exists; pass --resume to continue it "
-                "or --overwrite to start again",
-                file=sys.stderr,
+            raise UserError(
+                f"run folder {run_dir} already exists; pass --resume to continue it "
+                "or --overwrite to start again"
             )
-            return 2
     cfg = cfg.with_overrides({"name": name, "run_root": run_root})
+    # Everything that can be wrong with the user's input fails here, before Ray starts.
+    cfg = check_on_driver(cfg)
+    uri = None
+    if not args.no_track:
+        from audiosweep.sweep import tracking
+
+        uri = tracking.configured_uri(args.tracking_uri)
+        if uri:
+            tracking.check_server(uri)
+        else:
+            print("not tracked: no MLflow server configured (MLFLOW_TRACKING_URI or `make up`)")
 
     from audiosweep.ray_cluster import connect
     from audiosweep.train.trainer import run_trial
 
     connect(args.address)
+    tracker = None
+    if uri:
+        from audiosweep.sweep.trial_run import TrialRun
+
+        tracker = TrialRun.open_single(uri, cfg)
     try:
-        result = run_trial(cfg, run_root=run_root, name=name)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        result = run_trial(cfg, name=name, callbacks=tracker.callbacks() if tracker else [])
+    except BaseException:
+        if tracker:
+            tracker.fail()
+        raise
+    if tracker:
+        tracker.finish(result.raw, result.run_dir)
     m = result.metrics
-    print(
-        json.dumps(
-            {
-                k: m.get(k)
-                for k in (
-                    "epoch",
-                    "eval_map",
-                    "best_map",
-                    "eval_dprime",
-                    "params_total",
-                    "train_samples_per_s",
-                    "infer_samples_per_s",
-                )
-            },
-            indent=2,
-        )
-    )
+    print(json.dumps({k: m.get(k) for k in SUMMARY_KEYS}, indent=2))
     print(f"run folder: {result.run_dir}")
+    if tracker:
+        print(f"MLflow run: {tracker.url}")
     return 0
+
+
+SUMMARY_KEYS = (
+    "epoch",
+    "eval_map",
+    "best_map",
+    "eval_dprime",
+    "params_total",
+    "train_samples_per_s",
+    "infer_samples_per_s",
+)

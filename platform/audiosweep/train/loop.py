@@ -42,23 +42,14 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     torch.set_num_threads(max(1, int(cfg.train.cpus_per_worker)))
 
     from audiosweep.models import (
+        build_model,
         count_dcls_positions,
         count_parameters,
-        create_model,
         dcls_positions,
     )
 
     seed_everything(derive_seed(cfg.train.seed, "init"))  # same initial weights on every rank
-    model = create_model(
-        cfg.model.arch,
-        conv=cfg.model.conv,
-        num_classes=num_classes,
-        dilated_kernel_size=cfg.model.dilated_kernel_size,
-        kernel_count=cfg.model.kernel_count,
-        drop_path_rate=cfg.model.drop_path_rate,
-        dcls_impl=cfg.model.dcls_impl,
-        **cfg.model.options,
-    )
+    model = build_model(cfg.model, num_classes)
     positions_init = {k: v.detach().clone() for k, v in dcls_positions(model).items()}
     param_counts = {
         "params_total": count_parameters(model),

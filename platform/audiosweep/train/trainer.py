@@ -17,7 +17,8 @@ from ray.train.torch import TorchTrainer
 from ray.train.v2.api.callback import UserCallback
 from torch import device as torch_device
 
-from audiosweep.config import TrialConfig, resolve_path
+from audiosweep.config import ConfigError, TrialConfig, resolve_path
+from audiosweep.data.schema import MANIFEST_NAME, DatasetError
 from audiosweep.train.checkpoint import MODEL_FILE
 from audiosweep.train.loop import PER_CLASS_AP_FILE, train_loop_per_worker
 
@@ -96,6 +97,7 @@ class TrialResult:
     run_dir: Path
     metrics: dict[str, Any]
     checkpoint_path: str | None
+    raw: Any = None  # Ray Train's Result
 
 
 def resolve_trial(cfg: TrialConfig) -> tuple[TrialConfig, Any]:
@@ -103,14 +105,18 @@ def resolve_trial(cfg: TrialConfig) -> tuple[TrialConfig, Any]:
     from audiosweep.data import DatasetInfo
 
     data_path = resolve_path(cfg.data.path)
+    if not Path(data_path, MANIFEST_NAME).is_file() and cfg.data.prepare:
+        raise DatasetError(
+            f"no dataset at {data_path} (data.path); make it with: {cfg.data.prepare}"
+        )
     info = DatasetInfo.load(data_path)
     for split in (cfg.data.train_split, cfg.data.eval_split):
         if split not in info.splits:
-            raise ValueError(
+            raise DatasetError(
                 f"dataset {data_path} has no split {split!r} (has: {', '.join(info.splits)})"
             )
     if info.sample_rate != cfg.audio.sample_rate:
-        raise ValueError(
+        raise ConfigError(
             f"dataset {data_path} is sampled at {info.sample_rate} Hz but audio.sample_rate is "
             f"{cfg.audio.sample_rate}; set audio.sample_rate={info.sample_rate} (and check audio.f_max)"
         )
@@ -128,14 +134,35 @@ def check_trial(cfg: TrialConfig) -> None:
     from audiosweep.train.pipeline import make_loss, resolve_amp
 
     if cfg.model.arch not in list_archs():
-        raise ValueError(
+        raise ConfigError(
             f"model.arch={cfg.model.arch!r} is not a known arch ({', '.join(list_archs())})"
         )
-    make_loss(cfg)
-    if cfg.train.amp != "fp16":
-        resolve_amp(cfg.train.amp, torch_device("cpu"))
+    try:
+        make_loss(cfg)
+        if cfg.train.amp != "fp16":
+            resolve_amp(cfg.train.amp, torch_device("cpu"))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     if cfg.optim.name not in ("adamw", "lamb"):
-        raise ValueError(f"optim.name must be adamw or lamb, not {cfg.optim.name!r}")
+        raise ConfigError(f"optim.name must be adamw or lamb, not {cfg.optim.name!r}")
+
+
+def check_on_driver(cfg: TrialConfig) -> TrialConfig:
+    """Everything a trial's workers would fail on, checked on the driver before Ray starts:
+    the dataset and its sample rate against the config, the config's values, and the model,
+    built once. Returns the resolved config."""
+    cfg, info = resolve_trial(cfg)
+    check_model_builds(cfg, info.num_classes)
+    return cfg
+
+
+def check_model_builds(cfg: TrialConfig, num_classes: int) -> None:
+    from audiosweep.models import build_model
+
+    try:
+        build_model(cfg.model, num_classes)
+    except (ValueError, TypeError, KeyError) as err:
+        raise ConfigError(f"model {cfg.case} cannot be built from model.*: {err}") from None
 
 
 def worker_gpus(cfg: TrialConfig) -> float:
@@ -215,4 +242,5 @@ def run_trial(
         run_dir=Path(run_root) / name,
         metrics=dict(result.metrics or {}),
         checkpoint_path=result.checkpoint.path if result.checkpoint else None,
+        raw=result,
     )

@@ -1,0 +1,118 @@
+"""One trial's MLflow run: opened before training, closed with its summary and artifacts.
+
+Sweep trials (a child run of the sweep's parent) and single `audiosweep train` runs (a run of
+their own in the `audiosweep-train` experiment) log the same params, per-epoch metrics,
+summary metrics, tags and artifacts, so they compare side by side in the MLflow UI.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from audiosweep.config import TrialConfig
+from audiosweep.sweep import tracking
+
+SINGLE_RUN_EXPERIMENT = "audiosweep-train"
+SUMMARY_TAGS = ("infer_shape", "infer_dtype", "infer_threads", "infer_device", "node_id")
+
+
+class TrialRun:
+    """An open MLflow run for one trial; `callbacks()` log each epoch, `finish` closes it."""
+
+    def __init__(self, uri: str, run_id: str, cfg: TrialConfig) -> None:
+        self.uri = uri
+        self.run_id = run_id
+        self.cfg = cfg
+        self.mlflow = tracking.client(uri)
+        self.started = time.time()
+
+    @classmethod
+    def open_single(cls, uri: str, cfg: TrialConfig) -> TrialRun:
+        """A top-level run for `audiosweep train`, found again by name when resumed."""
+        mlflow = tracking.client(uri)
+        exp_id = tracking.experiment_id(mlflow, SINGLE_RUN_EXPERIMENT)
+        tags = {tracking.TRIAL_TAG: f"{cfg.run_root}/{cfg.name}", tracking.ROLE_TAG: "train"}
+        found = tracking.find_run(mlflow, exp_id, tags)
+        if found is not None:
+            mlflow.update_run(found.info.run_id, status="RUNNING")
+            run_id = found.info.run_id
+        else:
+            run_id = mlflow.create_run(
+                exp_id, run_name=cfg.name, tags={**tags, **trial_tags(cfg)}
+            ).info.run_id
+        run = cls(uri, run_id, cfg)
+        tracking.log_params(mlflow, run_id, cfg.flat())
+        return run
+
+    @property
+    def url(self) -> str:
+        exp_id = self.mlflow.get_run(self.run_id).info.experiment_id
+        return f"{self.uri.rstrip('/')}/#/experiments/{exp_id}/runs/{self.run_id}"
+
+    def callbacks(self) -> list[Any]:
+        return [tracking.MLflowEpochCallback(self.uri, self.run_id)]
+
+    def finish(self, result: Any, run_dir: Path) -> dict[str, Any]:
+        """Log the summary metrics and artifacts of a finished `Result`; close the run."""
+        final = dict(result.metrics or {})
+        summary = {
+            "final_map": final.get("eval_map"),
+            "best_map": final.get("best_map"),
+            "params_total": final.get("params_total"),
+            "params_dcls_positions": final.get("params_dcls_positions"),
+            "train_samples_per_s": final.get("train_samples_per_s"),
+            "infer_samples_per_s": final.get("infer_samples_per_s"),
+            "wall_time_s": time.time() - self.started,
+        }
+        tracking.log_metrics(self.mlflow, self.run_id, summary, step=int(final.get("epoch", 0)))
+        for tag in SUMMARY_TAGS:
+            if tag in final:
+                self.mlflow.set_tag(self.run_id, tag, str(final[tag]))
+        log_trial_artifacts(self.mlflow, self.run_id, run_dir, self.cfg, result.checkpoint)
+        self.mlflow.set_terminated(self.run_id, status="FINISHED")
+        return summary
+
+    def fail(self) -> None:
+        self.mlflow.set_terminated(self.run_id, status="FAILED")
+
+
+def trial_tags(cfg: TrialConfig) -> dict[str, str]:
+    return {
+        "arch": cfg.model.arch,
+        "model_arch": cfg.model.arch,
+        "conv": cfg.model.conv,
+        "case": cfg.case,
+        "seed": str(cfg.train.seed),
+        "preset": cfg.preset,
+        "git_commit": tracking.git_commit(),
+    }
+
+
+def log_trial_artifacts(mlflow, run_id: str, run_dir: Path, cfg: TrialConfig, checkpoint) -> None:
+    from audiosweep.sweep import plots
+    from audiosweep.train.checkpoint import load_training_state
+    from audiosweep.train.trainer import CONFIG_FILE, METRICS_FILE
+
+    for name in (CONFIG_FILE, METRICS_FILE, "per_class_ap.csv", "final_checkpoint.txt"):
+        if (run_dir / name).is_file():
+            mlflow.log_artifact(run_id, str(run_dir / name))
+    with tempfile.TemporaryDirectory() as tmp:
+        if (run_dir / METRICS_FILE).is_file():
+            rows = plots.read_metrics(run_dir / METRICS_FILE)
+            if rows:
+                png = plots.learning_curves(rows, Path(tmp) / "learning_curves.png", title=cfg.case)
+                mlflow.log_artifact(run_id, str(png))
+        if checkpoint is not None:
+            with checkpoint.as_directory() as directory:
+                extra = load_training_state(Path(directory))["extra"]
+            png = plots.dcls_positions_plot(
+                extra.get("positions_init", {}),
+                extra.get("positions_final", {}),
+                cfg.model.dilated_kernel_size,
+                Path(tmp) / "dcls_positions.png",
+            )
+            if png is not None:
+                mlflow.log_artifact(run_id, str(png))

@@ -1,0 +1,126 @@
+"""User mistakes end in one line on stderr, exit code 2, and no Ray started."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+AUDIOSWEEP = Path(sys.executable).parent / "audiosweep"
+
+
+def _dead_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_cli(args: list[str], tmp_path: Path, **env_extra: str) -> subprocess.CompletedProcess:
+    ray_tmp = tmp_path / "ray-tmp"
+    ray_tmp.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+    env.update(RAY_TMPDIR=str(ray_tmp), AUDIOSWEEP_SEARCH_SPACES=str(REPO / "search_spaces"))
+    env.update(env_extra)
+    result = subprocess.run(
+        [str(AUDIOSWEEP), *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    # Nothing may have started a Ray node: its session folder would appear here.
+    assert not any(ray_tmp.iterdir()), f"Ray was started: {list(ray_tmp.iterdir())}"
+    return result
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -> str:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in lines[0]
+    return lines[0]
+
+
+def test_missing_default_dataset_names_the_command_that_makes_it(tmp_path):
+    result = run_cli(["train", "--preset", "demo", "--no-track"], tmp_path)
+    assert_one_line_error(result, "no dataset at", "audiosweep prepare demo --out data/demo")
+
+
+def test_missing_dataset_path(tmp_path):
+    missing = tmp_path / "nowhere"
+    result = run_cli(
+        ["train", "--preset", "smoke", f"data.path={missing}", "data.prepare=null", "--no-track"],
+        tmp_path,
+    )
+    assert_one_line_error(result, f"no dataset folder at {missing}")
+
+
+def test_bad_override_value(tmp_path):
+    result = run_cli(["train", "--preset", "smoke", "train.amp=fp32", "--no-track"], tmp_path)
+    assert_one_line_error(result, "train.amp='fp32' is not allowed", "bf16")
+
+
+def test_unknown_override_key(tmp_path):
+    result = run_cli(["sweep", "grid", "--preset", "smoke", "train.epoch=1"], tmp_path)
+    assert_one_line_error(result, "unknown config key 'train.epoch'", "epochs")
+
+
+def test_model_that_cannot_be_built_fails_on_the_driver(tmp_path, smoke_dataset):
+    result = run_cli(
+        [
+            "train",
+            "--preset",
+            "smoke",
+            f"data.path={smoke_dataset}",
+            "model.arch=sp4asc",
+            "model.conv=dcls_triangle",
+            "--no-track",
+        ],
+        tmp_path,
+    )
+    assert_one_line_error(result, "model sp4asc/dcls_triangle cannot be built")
+
+
+def test_sample_rate_mismatch(tmp_path, smoke_dataset):
+    result = run_cli(
+        ["train", "--preset", "smoke", f"data.path={smoke_dataset}", "audio.sample_rate=16000"],
+        tmp_path,
+    )
+    assert_one_line_error(result, "audio.sample_rate", "set audio.sample_rate=")
+
+
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_unreachable_mlflow_server(tmp_path, smoke_dataset, command):
+    uri = f"http://127.0.0.1:{_dead_port()}"
+    args = ["train"] if command == "train" else ["sweep", "grid"]
+    result = run_cli(
+        [*args, "--preset", "smoke", f"data.path={smoke_dataset}"],
+        tmp_path,
+        MLFLOW_TRACKING_URI=uri,
+    )
+    assert_one_line_error(result, f"MLflow server {uri} is not reachable", "make up")
+
+
+def test_unreachable_cluster(tmp_path, smoke_dataset):
+    result = run_cli(
+        [
+            "train",
+            "--preset",
+            "smoke",
+            f"data.path={smoke_dataset}",
+            "--no-track",
+            "--address",
+            f"127.0.0.1:{_dead_port()}",
+        ],
+        tmp_path,
+    )
+    assert_one_line_error(result, "no Ray cluster answers at")
