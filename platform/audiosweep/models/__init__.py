@@ -20,6 +20,7 @@ _EXPORTS = {
     "CONV_TYPES": "audiosweep.models.dcls_substitution",
     "param_groups": "audiosweep.models.param_groups",
     "FastDcls2d": "audiosweep.models.dcls_fast",
+    "convert_state_dict": "audiosweep.models.convert",
 }
 
 __all__ = sorted(_EXPORTS)
