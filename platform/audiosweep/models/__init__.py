@@ -21,6 +21,10 @@ _EXPORTS = {
     "param_groups": "audiosweep.models.param_groups",
     "FastDcls2d": "audiosweep.models.dcls_fast",
     "convert_state_dict": "audiosweep.models.convert",
+    "initialise_model": "audiosweep.models.pretrained",
+    "load_pretrained": "audiosweep.models.pretrained",
+    "LoadReport": "audiosweep.models.pretrained",
+    "imagenet_checkpoint": "audiosweep.models.checkpoints",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -114,23 +114,42 @@ def resolve_trial(cfg: TrialConfig) -> tuple[TrialConfig, Any]:
             f"dataset {data_path} is sampled at {info.sample_rate} Hz but audio.sample_rate is "
             f"{cfg.audio.sample_rate}; set audio.sample_rate={info.sample_rate} (and check audio.f_max)"
         )
-    cfg = cfg.with_overrides(
-        {"data.path": data_path, "data.clip_seconds": cfg.data.clip_seconds or info.clip_seconds}
-    )
+    overrides = {
+        "data.path": data_path,
+        "data.clip_seconds": cfg.data.clip_seconds or info.clip_seconds,
+    }
+    if _is_local_checkpoint(cfg.model.init):  # workers run in another directory
+        overrides["model.init"] = resolve_path(cfg.model.init)
+    cfg = cfg.with_overrides(overrides)
     check_trial(cfg)
     return cfg, info
+
+
+def _is_local_checkpoint(init: str) -> bool:
+    from audiosweep.models.checkpoints import is_url
+    from audiosweep.models.pretrained import INIT_CHOICES
+
+    return init not in INIT_CHOICES and not is_url(init)
 
 
 def check_trial(cfg: TrialConfig) -> None:
     """Fail on the driver, with the offending key, before any worker starts (a worker error
     would be retried `train.max_failures` times first)."""
     from audiosweep.models import list_archs
+    from audiosweep.models.pretrained import check_init
     from audiosweep.train.pipeline import make_loss, resolve_amp
 
     if cfg.model.arch not in list_archs():
         raise ValueError(
             f"model.arch={cfg.model.arch!r} is not a known arch ({', '.join(list_archs())})"
         )
+    check_init(
+        cfg.model.init,
+        cfg.model.arch,
+        cfg.model.conv,
+        cfg.model.dilated_kernel_size,
+        cfg.model.kernel_count,
+    )
     make_loss(cfg)
     if cfg.train.amp != "fp16":
         resolve_amp(cfg.train.amp, torch_device("cpu"))
