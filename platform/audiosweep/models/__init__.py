@@ -25,6 +25,7 @@ _EXPORTS = {
     "load_pretrained": "audiosweep.models.pretrained",
     "LoadReport": "audiosweep.models.pretrained",
     "imagenet_checkpoint": "audiosweep.models.checkpoints",
+    "create_model_from_config": "audiosweep.models.from_config",
 }
 
 __all__ = sorted(_EXPORTS)

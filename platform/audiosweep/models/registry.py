@@ -28,6 +28,10 @@ class ArchSpec:
     conv_types: tuple[str, ...]
     num_classes: int
     description: str
+    # How a trial config applies: drop path exists only in the timm backbones; a model built
+    # for a fixed number of mel bins takes ``n_mels`` from the audio front end.
+    drop_path: bool = True
+    takes_n_mels: bool = False
 
 
 _ARCHS: dict[str, ArchSpec] = {}
@@ -115,6 +119,8 @@ _register(
         ("dsc", "dcls_gauss", "dcls_bilinear"),
         10,
         "SP4ASC separable CNN6 (DCASE 2021 task 1a)",
+        drop_path=False,
+        takes_n_mels=True,
     )
 )
 

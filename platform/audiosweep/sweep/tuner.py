@@ -42,7 +42,7 @@ def plan_sweep(space: SearchSpace, base: TrialConfig, sweep_id: str, run_root: s
 def _params_le_dsc(variants: list[Variant], base: TrialConfig) -> tuple[list[Variant], list]:
     """Keep DCLS variants whose model has no more parameters than the same arch with DSC."""
     from audiosweep.data import DatasetInfo
-    from audiosweep.models import count_parameters, create_model
+    from audiosweep.models import count_parameters, create_model_from_config
 
     num_classes = DatasetInfo.load(base.data.path).num_classes
     cache: dict[tuple, int] = {}
@@ -53,17 +53,10 @@ def _params_le_dsc(variants: list[Variant], base: TrialConfig) -> tuple[list[Var
             cfg.model.conv,
             cfg.model.dilated_kernel_size,
             cfg.model.kernel_count,
+            cfg.audio.n_mels,  # SP4ASC's size follows it
         )
         if key not in cache:
-            model = create_model(
-                cfg.model.arch,
-                conv=cfg.model.conv,
-                num_classes=num_classes,
-                dilated_kernel_size=cfg.model.dilated_kernel_size,
-                kernel_count=cfg.model.kernel_count,
-                **cfg.model.options,
-            )
-            cache[key] = count_parameters(model)
+            cache[key] = count_parameters(create_model_from_config(cfg, num_classes))
         return cache[key]
 
     kept, dropped = [], []

@@ -44,22 +44,13 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     from audiosweep.models import (
         count_dcls_positions,
         count_parameters,
-        create_model,
+        create_model_from_config,
         dcls_positions,
         initialise_model,
     )
 
     seed_everything(derive_seed(cfg.train.seed, "init"))  # same initial weights on every rank
-    model = create_model(
-        cfg.model.arch,
-        conv=cfg.model.conv,
-        num_classes=num_classes,
-        dilated_kernel_size=cfg.model.dilated_kernel_size,
-        kernel_count=cfg.model.kernel_count,
-        drop_path_rate=cfg.model.drop_path_rate,
-        dcls_impl=cfg.model.dcls_impl,
-        **cfg.model.options,
-    )
+    model = create_model_from_config(cfg, num_classes)
     restored = ray.train.get_checkpoint()
     # A resumed run's weights come from its own checkpoint: the initial ones are not fetched.
     init_report = (

@@ -136,6 +136,7 @@ def check_trial(cfg: TrialConfig) -> None:
     """Fail on the driver, with the offending key, before any worker starts (a worker error
     would be retried `train.max_failures` times first)."""
     from audiosweep.models import list_archs
+    from audiosweep.models.from_config import model_kwargs
     from audiosweep.models.pretrained import check_init
     from audiosweep.train.pipeline import make_loss, resolve_amp
 
@@ -143,6 +144,7 @@ def check_trial(cfg: TrialConfig) -> None:
         raise ValueError(
             f"model.arch={cfg.model.arch!r} is not a known arch ({', '.join(list_archs())})"
         )
+    model_kwargs(cfg)  # options the arch cannot take (e.g. SP4ASC's n_mels) fail here
     check_init(
         cfg.model.init,
         cfg.model.arch,
