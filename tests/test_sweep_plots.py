@@ -59,3 +59,22 @@ def test_positions_of_a_model_at_the_grid_edges_stay_on_the_axes(tmp_path) -> No
         init, learned = _drawn(ax)
         assert _inside(init, ax) and _inside(learned, ax)
     assert dcls_positions_plot(start, end, SIZE, tmp_path / "p.png").stat().st_size > 0
+
+
+def test_one_dimensional_positions_are_drawn_per_channel_on_the_grid() -> None:
+    model = create_model("sp4asc", "dcls_gauss", n_mels=64, dilated_kernel_size=7, kernel_count=3)
+    start = dcls_positions(model)
+    end = {k: v.clone() for k, v in start.items()}
+    first = next(iter(end))
+    end[first][0, :, 0], end[first][0, :, 2] = 0.0, 6.0  # grid ends of a 7-wide kernel
+
+    fig = dcls_positions_figure(start, end, 7)
+
+    ax = fig.axes[0]
+    _, learned = _drawn(ax)
+    channels = end[first].shape[1]
+    assert learned.shape == (channels * 3, 2)
+    assert set(learned[::3, 0]) == {0.0} and set(learned[2::3, 0]) == {6.0}
+    np.testing.assert_array_equal(learned[::3, 1], np.arange(channels))
+    assert _inside(learned, ax)
+    assert ax.get_xlim() == (-0.5, 6.5)
