@@ -85,6 +85,9 @@ class ModelConfig:
     kernel_count: int = 26
     drop_path_rate: float = 0.4
     dcls_impl: DclsImpl = "fast"
+    # Initial weights: "random", "imagenet" (the paper's ImageNet-1k checkpoint for the case,
+    # downloaded once into $AUDIOSWEEP_CACHE), or a local path or URL of a checkpoint.
+    init: str = "random"
     options: dict[str, Any] = field(default_factory=dict)
 
 

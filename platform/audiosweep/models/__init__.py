@@ -10,7 +10,6 @@ from typing import Any
 
 _EXPORTS = {
     "create_model": "audiosweep.models.registry",
-    "build_model": "audiosweep.models.registry",
     "list_archs": "audiosweep.models.registry",
     "get_arch": "audiosweep.models.registry",
     "count_parameters": "audiosweep.models.registry",
@@ -21,6 +20,12 @@ _EXPORTS = {
     "CONV_TYPES": "audiosweep.models.dcls_substitution",
     "param_groups": "audiosweep.models.param_groups",
     "FastDcls2d": "audiosweep.models.dcls_fast",
+    "convert_state_dict": "audiosweep.models.convert",
+    "initialise_model": "audiosweep.models.pretrained",
+    "load_pretrained": "audiosweep.models.pretrained",
+    "LoadReport": "audiosweep.models.pretrained",
+    "imagenet_checkpoint": "audiosweep.models.checkpoints",
+    "create_model_from_config": "audiosweep.models.from_config",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,6 +1,7 @@
 """The paper's vision backbones from timm, adapted to 1-channel log-mel input.
 
-Adaptations (as in the reference DCLS-Audio code): the (2, 16) audio stem; no ImageNet weights;
+Adaptations (as in the reference DCLS-Audio code): the (2, 16) audio stem; random weights
+(``model.init`` loads ImageNet ones afterwards, see models/pretrained.py);
 drop path 0.4 rising linearly over the blocks (timm's schedule); layer-scale init 1e-6 where the
 model has layer scale (ConvNeXt, FastViT; timm's ConvFormer has none). Heads are timm's:
 ConvNeXt GAP -> LayerNorm -> Linear, ConvFormer GAP -> LayerNorm -> MLP head, FastViT final

@@ -28,6 +28,10 @@ class ArchSpec:
     conv_types: tuple[str, ...]
     num_classes: int
     description: str
+    # How a trial config applies: drop path exists only in the timm backbones; a model built
+    # for a fixed number of mel bins takes ``n_mels`` from the audio front end.
+    drop_path: bool = True
+    takes_n_mels: bool = False
 
 
 _ARCHS: dict[str, ArchSpec] = {}
@@ -115,6 +119,8 @@ _register(
         ("dsc", "dcls_gauss", "dcls_bilinear"),
         10,
         "SP4ASC separable CNN6 (DCASE 2021 task 1a)",
+        drop_path=False,
+        takes_n_mels=True,
     )
 )
 
@@ -168,20 +174,6 @@ def create_model(
     )
     model.audiosweep_arch = {"arch": arch, "conv": conv}
     return model
-
-
-def build_model(model_cfg, num_classes: int) -> nn.Module:
-    """The model a `ModelConfig` section describes: the one way models are made from configs."""
-    return create_model(
-        model_cfg.arch,
-        conv=model_cfg.conv,
-        num_classes=num_classes,
-        dilated_kernel_size=model_cfg.dilated_kernel_size,
-        kernel_count=model_cfg.kernel_count,
-        drop_path_rate=model_cfg.drop_path_rate,
-        dcls_impl=model_cfg.dcls_impl,
-        **model_cfg.options,
-    )
 
 
 def count_parameters(model: nn.Module) -> int:

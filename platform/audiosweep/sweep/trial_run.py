@@ -7,6 +7,7 @@ summary metrics, tags and artifacts, so they compare side by side in the MLflow 
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -116,3 +117,7 @@ def log_trial_artifacts(mlflow, run_id: str, run_dir: Path, cfg: TrialConfig, ch
             )
             if png is not None:
                 mlflow.log_artifact(run_id, str(png))
+            if extra.get("init_report"):  # which initial weights loaded, skipped, kept fresh
+                report = Path(tmp) / "init_report.json"
+                report.write_text(json.dumps(extra["init_report"], indent=2))
+                mlflow.log_artifact(run_id, str(report))

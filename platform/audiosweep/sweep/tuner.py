@@ -60,7 +60,7 @@ def check_configs(configs: list[TrialConfig]) -> None:
 def _params_le_dsc(variants: list[Variant], base: TrialConfig) -> tuple[list[Variant], list]:
     """Keep DCLS variants whose model has no more parameters than the same arch with DSC."""
     from audiosweep.data import DatasetInfo
-    from audiosweep.models import build_model, count_parameters
+    from audiosweep.models import count_parameters, create_model_from_config
 
     num_classes = DatasetInfo.load(base.data.path).num_classes
     cache: dict[tuple, int] = {}
@@ -71,9 +71,10 @@ def _params_le_dsc(variants: list[Variant], base: TrialConfig) -> tuple[list[Var
             cfg.model.conv,
             cfg.model.dilated_kernel_size,
             cfg.model.kernel_count,
+            cfg.audio.n_mels,  # SP4ASC's size follows it
         )
         if key not in cache:
-            cache[key] = count_parameters(build_model(cfg.model, num_classes))
+            cache[key] = count_parameters(create_model_from_config(cfg, num_classes))
         return cache[key]
 
     kept, dropped = [], []

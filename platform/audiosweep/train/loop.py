@@ -42,14 +42,23 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     torch.set_num_threads(max(1, int(cfg.train.cpus_per_worker)))
 
     from audiosweep.models import (
-        build_model,
         count_dcls_positions,
         count_parameters,
+        create_model_from_config,
         dcls_positions,
+        initialise_model,
     )
 
     seed_everything(derive_seed(cfg.train.seed, "init"))  # same initial weights on every rank
-    model = build_model(cfg.model, num_classes)
+    model = create_model_from_config(cfg, num_classes)
+    restored = ray.train.get_checkpoint()
+    # A resumed run's weights come from its own checkpoint: the initial ones are not fetched.
+    init_report = (
+        None
+        if restored is not None
+        else initialise_model(model, cfg.model.init, log=print if rank == 0 else None)
+    )
+    init_info = init_report.to_dict() if init_report is not None else {}
     positions_init = {k: v.detach().clone() for k, v in dcls_positions(model).items()}
     param_counts = {
         "params_total": count_parameters(model),
@@ -66,7 +75,6 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     )
 
     start_epoch, best_map = 0, float("nan")
-    restored = ray.train.get_checkpoint()
     if restored is not None:
         with restored.as_directory() as directory:
             state = ckpt.load_training_state(Path(directory))
@@ -78,6 +86,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         start_epoch = int(state["epoch"]) + 1
         best_map = float(state["extra"].get("best_map", float("nan")))
         positions_init = state["extra"].get("positions_init", positions_init)
+        init_info = state["extra"].get("init_report", init_info)
         if rank == 0:
             print(f"[audiosweep] resumed from checkpoint after epoch {start_epoch}")
 
@@ -130,6 +139,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                     extra={
                         "best_map": best_map,
                         "positions_init": positions_init,
+                        "init_report": init_info,
                         "positions_final": {
                             k: v.detach().cpu().clone()
                             for k, v in dcls_positions(ckpt.unwrap(model)).items()

@@ -120,17 +120,30 @@ def resolve_trial(cfg: TrialConfig) -> tuple[TrialConfig, Any]:
             f"dataset {data_path} is sampled at {info.sample_rate} Hz but audio.sample_rate is "
             f"{cfg.audio.sample_rate}; set audio.sample_rate={info.sample_rate} (and check audio.f_max)"
         )
-    cfg = cfg.with_overrides(
-        {"data.path": data_path, "data.clip_seconds": cfg.data.clip_seconds or info.clip_seconds}
-    )
+    overrides = {
+        "data.path": data_path,
+        "data.clip_seconds": cfg.data.clip_seconds or info.clip_seconds,
+    }
+    if _is_local_checkpoint(cfg.model.init):  # workers run in another directory
+        overrides["model.init"] = resolve_path(cfg.model.init)
+    cfg = cfg.with_overrides(overrides)
     check_trial(cfg)
     return cfg, info
+
+
+def _is_local_checkpoint(init: str) -> bool:
+    from audiosweep.models.checkpoints import is_url
+    from audiosweep.models.pretrained import INIT_CHOICES
+
+    return init not in INIT_CHOICES and not is_url(init)
 
 
 def check_trial(cfg: TrialConfig) -> None:
     """Fail on the driver, with the offending key, before any worker starts (a worker error
     would be retried `train.max_failures` times first)."""
     from audiosweep.models import list_archs
+    from audiosweep.models.from_config import model_kwargs
+    from audiosweep.models.pretrained import check_init
     from audiosweep.train.pipeline import make_loss, resolve_amp
 
     if cfg.model.arch not in list_archs():
@@ -138,10 +151,20 @@ def check_trial(cfg: TrialConfig) -> None:
             f"model.arch={cfg.model.arch!r} is not a known arch ({', '.join(list_archs())})"
         )
     try:
+        model_kwargs(cfg)  # options the arch cannot take (e.g. SP4ASC's n_mels) fail here
+        check_init(
+            cfg.model.init,
+            cfg.model.arch,
+            cfg.model.conv,
+            cfg.model.dilated_kernel_size,
+            cfg.model.kernel_count,
+        )
         make_loss(cfg)
         if cfg.train.amp != "fp16":
             resolve_amp(cfg.train.amp, torch_device("cpu"))
     except ValueError as err:
+        if isinstance(err, ConfigError):
+            raise
         raise ConfigError(str(err)) from None
     if cfg.optim.name not in ("adamw", "lamb"):
         raise ConfigError(f"optim.name must be adamw or lamb, not {cfg.optim.name!r}")
@@ -157,10 +180,10 @@ def check_on_driver(cfg: TrialConfig) -> TrialConfig:
 
 
 def check_model_builds(cfg: TrialConfig, num_classes: int) -> None:
-    from audiosweep.models import build_model
+    from audiosweep.models import create_model_from_config
 
     try:
-        build_model(cfg.model, num_classes)
+        create_model_from_config(cfg, num_classes)
     except (ValueError, TypeError, KeyError) as err:
         raise ConfigError(f"model {cfg.case} cannot be built from model.*: {err}") from None
 
