@@ -124,3 +124,28 @@ def test_unreachable_cluster(tmp_path, smoke_dataset):
         tmp_path,
     )
     assert_one_line_error(result, "no Ray cluster answers at")
+
+
+def test_sweep_dry_run_lists_trials_and_dropped_variants_without_starting_anything(
+    tmp_path, smoke_dataset
+):
+    result = run_cli(
+        [
+            "sweep",
+            "ablation_kernel",
+            "--preset",
+            "smoke",
+            f"data.path={smoke_dataset}",
+            "--dry-run",
+        ],
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "at once (a local cluster of" in out.splitlines()[0]
+    trial_lines = [line for line in out.splitlines() if " seed " in line and "dropped" not in line]
+    dropped = [line for line in out.splitlines() if line.strip().startswith("dropped")]
+    header = out.splitlines()[0]
+    assert f"{len(trial_lines)} trials" in header
+    assert all("parameters >" in line for line in dropped)
+    assert "model.dilated_kernel_size=" in out

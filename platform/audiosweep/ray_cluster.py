@@ -9,8 +9,13 @@ import os
 DATA_ENV = {"RAY_DATA_PARQUET_FOOTER_NUM_ACTORS": "2"}
 
 
-def connect(address: str | None = None, *, num_cpus: int | None = None) -> None:
-    """`ray.init` once: the given/`RAY_ADDRESS` cluster, or a new local one on 127.0.0.1."""
+def connect(
+    address: str | None = None, *, num_cpus: int | None = None, worker_logs: bool = True
+) -> None:
+    """`ray.init` once: the given/`RAY_ADDRESS` cluster, or a new local one on 127.0.0.1.
+
+    worker_logs=False keeps the workers' output in Ray's log files (see `logs_dir`) instead of
+    streaming it to this console: a sweep prints its own compact progress instead."""
     import ray
 
     if ray.is_initialized():
@@ -23,7 +28,7 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> None:
     if address:
         check_reachable(address)
         try:
-            ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
+            ray.init(address=address, runtime_env=runtime_env, log_to_driver=worker_logs)
         except ConnectionError as err:
             from audiosweep.errors import ClusterError
 
@@ -37,9 +42,18 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> None:
         ray.init(
             num_cpus=num_cpus,
             include_dashboard=False,
+            log_to_driver=worker_logs,
             runtime_env=runtime_env,
             _node_ip_address="127.0.0.1",
         )
+
+
+def logs_dir() -> str:
+    """Where this Ray node writes every worker's stdout/stderr (worker-*.out / *.err)."""
+    import ray
+
+    node = ray._private.worker._global_node
+    return node.get_logs_dir_path() if node is not None else "the Ray session's logs folder"
 
 
 def check_reachable(address: str, timeout: float = 5.0) -> None:

@@ -40,6 +40,11 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
         "--num-samples", type=int, help="Optuna spaces: number of trials (default: the space's)"
     )
     p.add_argument(
+        "--worker-logs",
+        action="store_true",
+        help="stream every Ray worker's output here (default: a compact progress view)",
+    )
+    p.add_argument(
         "--dry-run",
         action="store_true",
         help="print the trials, dropped variants and concurrency; start nothing",
@@ -99,7 +104,7 @@ def _sweep(args: argparse.Namespace) -> int:
     from audiosweep.ray_cluster import connect
     from audiosweep.sweep.tuner import run_sweep
 
-    connect(args.address)
+    connect(args.address, worker_logs=args.worker_logs)
     rep = run_sweep(plan, tracking_uri=uri, resume=args.resume)
     failed = [t for t in rep["trials"] if t["status"] == "FAILED"]
     return 1 if failed else 0

@@ -177,6 +177,7 @@ def run_sweep(
     from ray import tune
 
     from audiosweep.sweep import report, tracking
+    from audiosweep.sweep.progress import SweepProgress
     from audiosweep.sweep.trainable import SweepContext, run_trial_in_tune
 
     space, base = plan.space, plan.base
@@ -224,6 +225,10 @@ def run_sweep(
     )
     for variant, why in plan.dropped:
         print(f"[audiosweep]   skipped {variant.key}: {why}")
+    from audiosweep.ray_cluster import logs_dir
+
+    print(f"[audiosweep] trial and worker logs: {logs_dir()}")
+    total = len(plan.variants) or space.num_samples
     start = time.time()
     if resume and tune.Tuner.can_restore(str(tune_dir.resolve())):
         print(f"[audiosweep] resuming from {tune_dir}")
@@ -244,7 +249,8 @@ def run_sweep(
                 # (train.max_failures); a Tune-level retry would re-run a deterministic
                 # failure from scratch.
                 failure_config=tune.FailureConfig(max_failures=0),
-                verbose=1 if progress else 0,
+                verbose=0,
+                callbacks=[SweepProgress(total)] if progress else [],
             ),
         )
     results = tuner.fit()

@@ -13,6 +13,7 @@ import csv
 import math
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,10 @@ PER_CLASS_AP_FILE = "per_class_ap.csv"
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
+    # FastDcls2d runs its convolutions channels_last on CPU, so the layers after it get
+    # channels_last gradients for contiguous parameters; DDP's reducer copies them into its
+    # buckets (correct, a few KB per step) and warns once per worker and trial about it.
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     cfg = TrialConfig.from_dict(config["trial"])
     num_classes: int = config["num_classes"]
     class_names: list[str] = config["class_names"]
