@@ -102,8 +102,11 @@ def dcls_positions_figure(
     return fig
 
 
-def report_bars(rows: list[dict[str, Any]], out: Path, title: str = "") -> Path:
-    """mAP mean ± std per case, grouped by architecture."""
+def report_bars(
+    rows: list[dict[str, Any]], out: Path, title: str = "", chance: float | None = None
+) -> Path:
+    """mAP mean ± std per case, grouped by architecture, on an axis from 0, with the chance
+    level (the mAP of random scores) drawn across."""
     labels = [f"{r['arch']}\n{r['conv']}" for r in rows]
     means = [r["map_mean"] for r in rows]
     stds = [0.0 if r["map_std"] is None or math.isnan(r["map_std"]) else r["map_std"] for r in rows]
@@ -112,10 +115,20 @@ def report_bars(rows: list[dict[str, Any]], out: Path, title: str = "") -> Path:
     ax.bar(range(len(rows)), means, yerr=stds, capsize=4, color=colors)
     ax.set_xticks(range(len(rows)), labels, fontsize=8)
     ax.set_ylabel("eval mAP (mean ± std over seeds)")
-    lo = min((m - s for m, s in zip(means, stds, strict=True)), default=0)
+    if chance is not None and not math.isnan(chance):
+        ax.axhline(chance, color="0.3", linestyle="--", linewidth=1)
+        ax.annotate(
+            f"chance {chance:.3f}",
+            (1.0, chance),
+            xycoords=("axes fraction", "data"),
+            xytext=(-4, 3),
+            textcoords="offset points",
+            ha="right",
+            fontsize=8,
+            color="0.3",
+        )
     hi = max((m + s for m, s in zip(means, stds, strict=True)), default=1)
-    pad = max(0.02, (hi - lo) * 0.3)
-    ax.set_ylim(max(0.0, lo - pad), min(1.0, hi + pad))
+    ax.set_ylim(0.0, min(1.0, max(hi, chance or 0.0) * 1.15 + 0.01))
     ax.grid(axis="y", alpha=0.3)
     ax.set_title(title)
     fig.tight_layout()

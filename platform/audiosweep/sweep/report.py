@@ -94,6 +94,7 @@ def fetch_trials(mlflow, family: str, sweep_id: str) -> list[dict[str, Any]]:
                 "kernel_size": 7 if dsc else int(params.get("model.dilated_kernel_size", 0)),
                 "kernel_count": 49 if dsc else int(params.get("model.kernel_count", 0)),
                 "final_map": metrics.get("final_map", metrics.get("eval_map")),
+                "chance_map": metrics.get("eval_chance_map"),
                 "best_map": metrics.get("best_map"),
                 "params_total": metrics.get("params_total"),
                 "params_dcls_positions": metrics.get("params_dcls_positions"),
@@ -144,9 +145,14 @@ def build_report(mlflow, family: str, sweep_id: str) -> dict[str, Any]:
                 "infer_samples_per_s": statistics.median(thr) if thr else math.nan,
             }
         )
+    chances = [t["chance_map"] for t in finished if t["chance_map"] is not None]
+    chance = statistics.median(chances) if chances else math.nan
+    for row in rows:
+        row["x_chance"] = row["map_mean"] / chance if chance else math.nan
     return {
         "family": family,
         "sweep_id": sweep_id,
+        "chance_map": chance,
         "rows": rows,
         "diffs": dcls_vs_dsc(rows),
         "trials": trials,
@@ -193,16 +199,23 @@ def markdown(rep: dict[str, Any]) -> str:
     lines = [
         f"## {rep['family']} — {rep['sweep_id']}",
         "",
-        "| model | ker. size / count | method | # param. | mAP (mean ± std) | seeds | inference (samples/s) |",
-        "|---|---|---|---|---|---|---|",
+        "| model | ker. size / count | method | # param. | mAP (mean ± std) | × chance | seeds | inference (samples/s) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rep["rows"]:
         name = r["arch"] if r["arch"] == r["model_arch"] else f"{r['arch']} ({r['model_arch']})"
         lines.append(
             f"| {name} | {r['kernel']} | {r['method']} | {_fmt(r['params'], ',.0f')} | "
-            f"{_fmt(100 * r['map_mean'], '.2f')} ± {_fmt(100 * r['map_std'], '.2f')} | {r['seeds']} | "
+            f"{_fmt(100 * r['map_mean'], '.2f')} ± {_fmt(100 * r['map_std'], '.2f')} | "
+            f"{_fmt(r.get('x_chance'), '.2f')} | {r['seeds']} | "
             f"{_fmt(r['infer_samples_per_s'], '.1f')} |"
         )
+    chance = rep.get("chance_map", math.nan)
+    lines += [
+        "",
+        f"Chance level: {_fmt(100 * chance, '.2f')} mAP points (the eval split's mean class "
+        "prevalence, what random scores reach).",
+    ]
     if rep["diffs"]:
         lines += [
             "",
@@ -239,6 +252,7 @@ def write_csv(rep: dict[str, Any], path: Path) -> Path:
         "params",
         "map_mean",
         "map_std",
+        "x_chance",
         "seeds",
         "infer_samples_per_s",
     ]
@@ -260,7 +274,12 @@ def publish(mlflow, parent_run_id: str, rep: dict[str, Any], out_dir: Path) -> d
     }
     paths["md"].write_text(markdown(rep))
     if rep["rows"]:
-        paths["png"] = report_bars(rep["rows"], out_dir / "report.png", title=rep["sweep_id"])
+        paths["png"] = report_bars(
+            rep["rows"],
+            out_dir / "report.png",
+            title=rep["sweep_id"],
+            chance=rep.get("chance_map"),
+        )
     for path in paths.values():
         mlflow.log_artifact(parent_run_id, str(path), artifact_path="report")
     return paths

@@ -199,6 +199,7 @@ class MLflowEpochCallback(UserCallback):
         "train_loss",
         "lr",
         "eval_map",
+        "eval_chance_map",
         "eval_dprime",
         "eval_mean_dprime",
         "eval_mean_auc",

@@ -241,7 +241,10 @@ def evaluate(
     if len(set(all_ids)) != len(all_ids):
         raise RuntimeError(f"evaluation saw {len(all_ids) - len(set(all_ids))} duplicate clips")
     m = tagging_metrics(all_targets, all_scores)
+    prevalence = all_targets.mean(0)
     return {
+        # What random scores reach: mAP is averaged over the classes with positives.
+        "eval_chance_map": float(prevalence[prevalence > 0].mean()) if len(all_ids) else 0.0,
         "eval_map": float(m["map"]),
         "eval_map_excluded_classes": int(m["map_excluded"]),
         "eval_mean_auc": float(m["mean_auc"]),
