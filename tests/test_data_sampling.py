@@ -202,6 +202,19 @@ def test_file_order_reads_refuse_sampling_without_epoch(sorted_dataset):
         read_split(sorted_dataset, "train", sampling="weighted", epoch=0)
 
 
+def test_config_keys_default_to_uniform_and_are_checked():
+    from audiosweep.config import ConfigError, TrialConfig
+
+    cfg = TrialConfig()
+    assert (cfg.data.sampling, cfg.data.samples_per_epoch) == ("uniform", None)
+    cfg = cfg.with_overrides(["data.sampling=balanced", "data.samples_per_epoch=100000"])
+    assert (cfg.data.sampling, cfg.data.samples_per_epoch) == ("balanced", 100000)
+    with pytest.raises(ConfigError, match="data.sampling"):
+        cfg.with_overrides(["data.sampling=weighted"])
+    with pytest.raises(ConfigError, match="data.samples_per_epoch"):
+        cfg.with_overrides(["data.samples_per_epoch=0"])
+
+
 # --- through Ray Data ----------------------------------------------------------------------
 
 
@@ -279,3 +292,62 @@ def test_ray_reader_draws_the_plan_for_any_worker_count_and_mixes_sorted_data(
     planned = [classes_per_batch(seed=7, epoch=e) for e in (0, 1)]
     assert file_order < 0.5 * random_batch, (file_order, random_batch)
     assert min(planned) > 0.75 * random_batch, (planned, random_batch)
+
+
+def _epoch_order_loop(config):
+    """Train worker: set the clock, read the epoch through the training loop's `iterate`."""
+    import json
+
+    import ray.train
+    import torch
+
+    from audiosweep.data import EpochClock
+    from audiosweep.train.loop import iterate
+
+    rank = ray.train.get_context().get_world_rank()
+    shard = ray.train.get_dataset_shard("train")
+    clock = EpochClock(config["clock"])
+    seen = {}
+    for epoch in range(2):
+        clock.set(epoch)
+        seen[epoch] = [
+            c
+            for b in iterate(shard, 16, torch.device("cpu"), drop_last=False)
+            for c in b["clip_id"]
+        ]
+    with open(f"{config['out']}/{rank}.json", "w") as f:
+        json.dump(seen, f)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(600)
+def test_train_workers_read_each_epochs_plan(ray_client, sorted_dataset, tmp_path):
+    """Two Ray Train workers (get_dataset_shard, as train/loop.py): each epoch's draws are the
+    plan of (seed, epoch) set through the epoch clock, split between the workers."""
+    import json
+
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from audiosweep.data import EpochClock
+
+    ray_client.data.DataContext.get_current().enable_progress_bars = False
+    clock = EpochClock.new()
+    out = tmp_path / "seen"
+    out.mkdir()
+    kw = {"seed": 7, "sampling": "balanced", "samples_per_epoch": 128, "with_clip_id": True}
+    TorchTrainer(
+        _epoch_order_loop,
+        train_loop_config={"clock": clock.name, "out": str(out)},
+        scaling_config=ScalingConfig(num_workers=2, resources_per_worker={"CPU": 0.5}),
+        datasets={"train": read_split(sorted_dataset, "train", epoch=clock, **kw)},
+        run_config=RunConfig(storage_path=str(tmp_path / "runs"), name="epoch-order"),
+    ).fit()
+    seen = [json.loads((out / f"{rank}.json").read_text()) for rank in (0, 1)]
+    for epoch in (0, 1):
+        source = _source(sorted_dataset, balanced=True, samples=128, epoch=epoch)
+        expected = Counter(_run_tasks(source, 2))
+        parts = [s[str(epoch)] for s in seen]
+        assert len(parts[0]) == len(parts[1]) == 64  # the default split is equal
+        assert Counter(parts[0] + parts[1]) == expected
+    assert Counter(seen[0]["0"] + seen[1]["0"]) != Counter(seen[0]["1"] + seen[1]["1"])

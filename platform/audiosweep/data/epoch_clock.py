@@ -7,15 +7,18 @@ the loop does not count). So the workers publish the epoch they are about to tra
 named actor, before they iterate; the coordinator starts an execution only once every worker
 has asked for the epoch's data, and the datasource reads the epoch then, when it plans its
 read tasks. The actor is created by the first worker that sets it and lives as long as that
-worker, so a restarted worker group starts a new one.
+worker (each worker that sets it holds a handle), so a restarted worker group starts a new one.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 NAMESPACE = "audiosweep"
+# Ray ends a named actor once no handle to it is left: each setting process keeps one.
+_HANDLES: dict[str, Any] = {}
 
 
 class _Clock:
@@ -42,11 +45,14 @@ class EpochClock:
     def set(self, epoch: int) -> None:
         import ray
 
-        actor = (
-            ray.remote(num_cpus=0)(_Clock)
-            .options(name=self.name, namespace=NAMESPACE, get_if_exists=True)
-            .remote()
-        )
+        actor = _HANDLES.get(self.name)
+        if actor is None:
+            actor = (
+                ray.remote(num_cpus=0)(_Clock)
+                .options(name=self.name, namespace=NAMESPACE, get_if_exists=True)
+                .remote()
+            )
+            _HANDLES[self.name] = actor
         ray.get(actor.set.remote(int(epoch)))
 
     def get(self) -> int | None:
