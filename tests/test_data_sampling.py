@@ -351,3 +351,16 @@ def test_train_workers_read_each_epochs_plan(ray_client, sorted_dataset, tmp_pat
         assert len(parts[0]) == len(parts[1]) == 64  # the default split is equal
         assert Counter(parts[0] + parts[1]) == expected
     assert Counter(seen[0]["0"] + seen[1]["0"]) != Counter(seen[0]["1"] + seen[1]["1"])
+
+
+def test_sampling_ablation_space_crosses_sampling_with_dsc_and_dcls():
+    from audiosweep.config import TrialConfig
+    from audiosweep.sweep.spaces import load_space
+
+    variants = load_space("ablation_sampling").variants(TrialConfig())
+    arms = {(v.case, v.overrides["data.sampling"]) for v in variants}
+    assert arms == {
+        (f"convnext_tiny/{conv}", sampling)
+        for conv in ("dsc", "dcls_gauss")
+        for sampling in ("uniform", "balanced")
+    }
