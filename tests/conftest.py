@@ -151,8 +151,10 @@ def ray_client(ray_address: str):
     """A driver connected to the session's head; test modules are importable by workers."""
     import ray
 
-    tests_dir = str(Path(__file__).parent)
-    ray.init(address=ray_address, runtime_env={"env_vars": {"PYTHONPATH": tests_dir}})
+    # Keep the caller's PYTHONPATH after the tests folder: a worktree run with
+    # PYTHONPATH=<worktree>/platform must import that tree's package in workers too.
+    paths = [str(Path(__file__).parent), *filter(None, [os.environ.get("PYTHONPATH")])]
+    ray.init(address=ray_address, runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(paths)}})
     try:
         yield ray
     finally:

@@ -11,6 +11,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .decode import decode_rows
+from .epoch_clock import EpochClock
+from .row_groups import scan_row_groups
+from .sampling import check_sampling, class_weights, is_drawn, rows_per_epoch
 from .schema import DatasetError, DatasetInfo
 
 if TYPE_CHECKING:
@@ -76,6 +79,9 @@ def read_split(
     seed: int | None = None,
     with_clip_id: bool = False,
     task_cpus: float = 1.0,
+    epoch: int | EpochClock | None = None,
+    sampling: str = "uniform",
+    samples_per_epoch: int | None = None,
 ) -> ray.data.Dataset:
     """Read ``<split>`` of a dataset as fixed-length float32 waveforms and multi-hot targets.
 
@@ -88,6 +94,12 @@ def read_split(
     on compressed audio); ``seed`` fixes both. ``task_cpus`` is the CPU each read/decode task
     reserves: below 1 on small machines, where Train workers hold fractions of the cores and a
     task asking for a whole CPU would wait forever.
+
+    ``epoch`` (an int, or an :class:`EpochClock` that training workers set before each pass)
+    makes every execution read that epoch's plan (:mod:`.sampling`): row groups in an order
+    permuted per (``seed``, epoch), rows permuted inside each group, and with
+    ``sampling="balanced"`` or ``samples_per_epoch`` a fixed number of draws with replacement.
+    Without ``epoch``, rows come in file order (or ``shuffle``'s global shuffle).
     """
     import ray.data
     from ray.data import FileShuffleConfig
@@ -97,6 +109,16 @@ def read_split(
     if not paths:
         raise DatasetError(f"{info.path}: split {split!r} has no rows")
     columns = ["audio", "sample_rate", "labels"] + (["clip_id"] if with_clip_id else [])
+    check_sampling(sampling, samples_per_epoch)
+    if epoch is not None:
+        ds = _read_planned(
+            info, split, columns, seed, epoch, sampling, samples_per_epoch, batch_size, task_cpus
+        )
+        return _decoded(
+            ds, info, clip_seconds, waveform_transform, with_clip_id, batch_size, task_cpus
+        )
+    if is_drawn(sampling, samples_per_epoch):
+        raise ValueError("sampled reads draw per epoch: pass epoch= (an int or an EpochClock)")
     with _v1_parquet_reader():
         ds = ray.data.read_parquet(
             paths,
@@ -108,6 +130,55 @@ def read_split(
         )
     if shuffle:
         ds = ds.random_shuffle(seed=seed)
+    return _decoded(ds, info, clip_seconds, waveform_transform, with_clip_id, batch_size, task_cpus)
+
+
+def _read_planned(
+    info: DatasetInfo,
+    split: str,
+    columns: list[str],
+    seed: int | None,
+    epoch: int | EpochClock,
+    sampling: str,
+    samples_per_epoch: int | None,
+    batch_size: int,
+    task_cpus: float,
+) -> ray.data.Dataset:
+    import ray.data
+
+    from .planned_source import PlannedParquetDatasource
+
+    weights = class_weights(info.positives(split)) if sampling == "balanced" else None
+    groups = scan_row_groups(info.shard_paths(split), weights, task_cpus=task_cpus)
+    if groups.class_counts is not None and groups.class_counts.tolist() != info.positives(split):
+        raise DatasetError(
+            f"{info.path}: the {split} shards' labels do not match the manifest's "
+            "positives_per_class; run `audiosweep verify` on this dataset"
+        )
+    samples = None
+    if is_drawn(sampling, samples_per_epoch):
+        samples = rows_per_epoch(info.rows(split), sampling, samples_per_epoch)
+    source = PlannedParquetDatasource(
+        groups, columns=columns, seed=seed or 0, epoch=epoch, samples=samples, class_weights=weights
+    )
+    return ray.data.read_datasource(
+        source,
+        # About one batch per read task, as the file-order reader: decoding spreads over the
+        # cores from the first batch.
+        override_num_blocks=max(1, math.ceil(source.rows_per_epoch / batch_size)),
+        ray_remote_args={"num_cpus": task_cpus},
+    )
+
+
+def _decoded(
+    ds: ray.data.Dataset,
+    info: DatasetInfo,
+    clip_seconds: float | None,
+    waveform_transform: Callable[[torch.Tensor], torch.Tensor] | None,
+    with_clip_id: bool,
+    batch_size: int,
+    task_cpus: float,
+) -> ray.data.Dataset:
     fn_kwargs: dict[str, Any] = {
         "sample_rate": info.sample_rate,
         "frames": info.clip_frames(clip_seconds),

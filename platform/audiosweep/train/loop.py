@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from audiosweep.config import TrialConfig
+from audiosweep.data.epoch_clock import EpochClock
 from audiosweep.train import checkpoint as ckpt
 from audiosweep.train.gather import gather_rows, gather_strings
 from audiosweep.train.pipeline import TrainingPipeline, build_pipeline
@@ -97,10 +98,13 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     train_shard = ray.train.get_dataset_shard("train")
     eval_shard = ray.train.get_dataset_shard("eval")
+    epoch_clock = EpochClock(config["epoch_clock"]) if config.get("epoch_clock") else None
     timer = StepTimer(warmup_steps=cfg.train.throughput_warmup_steps, device=device)
 
     for epoch in range(start_epoch, cfg.train.epochs):
         seed_everything(derive_seed(cfg.train.seed, "epoch", rank, epoch))
+        if epoch_clock is not None:  # before iterating: the train split plans this epoch's order
+            epoch_clock.set(epoch)
         t0 = time.perf_counter()
         train_loss = train_one_epoch(model, pipe, train_shard, cfg, epoch, rank, world, timer)
         result = evaluate(model, pipe, eval_shard, cfg, device, num_classes)
@@ -275,11 +279,26 @@ def iterate(
     ):
         out: dict[str, Any] = {"clip_id": [str(c) for c in batch.get("clip_id", ())]}
         for key in ("waveform", "target"):
-            tensor = torch.from_numpy(np.array(batch[key], dtype=np.float32))  # writable copy
-            if pin:
-                tensor = tensor.pin_memory()
-            out[key] = tensor.to(device, non_blocking=pin)
+            out[key] = host_tensor(batch[key], pin=pin).to(device, non_blocking=pin)
         yield out
+
+
+def host_tensor(array: np.ndarray, *, pin: bool) -> torch.Tensor:
+    """A float32 CPU tensor of a batch column, copied only when it must be.
+
+    Batches that view Ray's object store or Arrow buffers are read-only. For a GPU the pinned
+    copy is the only host copy needed (the source is only read). On the CPU the tensor is the
+    one the pipeline gets, so a read-only batch is copied once rather than aliased, and a
+    writable, contiguous float32 batch is shared as is.
+    """
+    array = np.asarray(array, dtype=np.float32)  # no copy when it is float32 already
+    if pin:
+        with warnings.catch_warnings():  # torch warns on read-only arrays; pin_memory copies
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.from_numpy(array).pin_memory()
+    if not (array.flags.writeable and array.flags.c_contiguous):
+        array = np.array(array, dtype=np.float32)
+    return torch.from_numpy(array)
 
 
 def write_per_class_ap(path: Path, class_names: list[str], ap: torch.Tensor) -> None:

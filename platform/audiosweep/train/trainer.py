@@ -21,6 +21,7 @@ from audiosweep.config import ConfigError, TrialConfig, resolve_path
 from audiosweep.data.schema import MANIFEST_NAME, DatasetError
 from audiosweep.train.checkpoint import MODEL_FILE
 from audiosweep.train.loop import PER_CLASS_AP_FILE, train_loop_per_worker
+from audiosweep.train.seeding import derive_seed
 
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.yaml"
@@ -202,18 +203,25 @@ def build_trainer(
     callbacks: list[Any] | None = None,
 ) -> TorchTrainer:
     """A TorchTrainer for one trial; `cfg` must come from `resolve_trial`."""
-    from audiosweep.data import DatasetInfo, read_split
+    from audiosweep.data import DatasetInfo, EpochClock, read_split, rows_per_epoch
 
     info = DatasetInfo.load(cfg.data.path)
     run_dir = Path(run_root) / name
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    # The workers set the clock before each epoch; the train split is then read in that epoch's
+    # order (and draws), planned from (seed, epoch).
+    epoch_clock = EpochClock.new()
     datasets = {
         "train": read_split(
             cfg.data.path,
             cfg.data.train_split,
             clip_seconds=cfg.data.clip_seconds,
             task_cpus=cfg.data.task_cpus,
+            seed=derive_seed(cfg.train.seed, "data"),
+            epoch=epoch_clock,
+            sampling=cfg.data.sampling,
+            samples_per_epoch=cfg.data.samples_per_epoch,
         ),
         "eval": read_split(
             cfg.data.path,
@@ -231,7 +239,10 @@ def build_trainer(
             "trial": cfg.to_dict(),
             "num_classes": info.num_classes,
             "class_names": info.class_names,
-            "train_rows": info.rows(cfg.data.train_split),
+            "train_rows": rows_per_epoch(
+                info.rows(cfg.data.train_split), cfg.data.sampling, cfg.data.samples_per_epoch
+            ),
+            "epoch_clock": epoch_clock.name,
         },
         scaling_config=ScalingConfig(
             num_workers=cfg.train.num_workers, use_gpu=gpus > 0, resources_per_worker=resources

@@ -1,0 +1,131 @@
+"""Benchmark: clips/s of the per-epoch planned reader against the file-order reader.
+
+Both are `read_split` over the same split, decoded the same way; they alternate within each
+repeat (file order, then a new epoch of the plan), and the report gives medians and the ratio.
+A whole pass is timed, start-up included, as a training epoch sees it.
+
+    python -m audiosweep.data.bench_shuffle --data data/demo --repeats 5 [--sampling balanced]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from typing import Any
+
+from .reader import read_split
+from .schema import DatasetInfo
+
+
+def _pass_seconds(ds: Any, batch_size: int) -> tuple[float, int]:
+    start = time.perf_counter()
+    clips = 0
+    for batch in ds.iter_batches(batch_size=batch_size, batch_format="numpy"):
+        clips += len(batch["target"])
+    return time.perf_counter() - start, clips
+
+
+def bench_shuffle(
+    data: str | os.PathLike,
+    *,
+    split: str = "train",
+    repeats: int = 5,
+    batch_size: int = 32,
+    sampling: str = "uniform",
+    task_cpus: float = 1.0,
+) -> dict[str, Any]:
+    import ray
+    import torch
+
+    info = DatasetInfo.load(data)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    times: dict[str, list[float]] = {"file_order": [], "planned": []}
+    clips: dict[str, int] = {}
+    # One pass of each first, untimed: Ray's worker processes and imports warm up.
+    _pass_seconds(read_split(data, split, batch_size=batch_size, task_cpus=task_cpus), batch_size)
+    for epoch in range(repeats):
+        plain = read_split(data, split, batch_size=batch_size, task_cpus=task_cpus)
+        planned = read_split(
+            data,
+            split,
+            batch_size=batch_size,
+            task_cpus=task_cpus,
+            seed=0,
+            epoch=epoch,
+            sampling=sampling,
+        )
+        for name, ds in (("file_order", plain), ("planned", planned)):
+            seconds, n = _pass_seconds(ds, batch_size)
+            times[name].append(seconds)
+            clips[name] = n
+    result: dict[str, Any] = {
+        "split": split,
+        "clips": clips["file_order"],
+        "clip_seconds": info.clip_seconds,
+        "sample_rate": info.sample_rate,
+        "batch_size": batch_size,
+        "sampling": sampling,
+        "repeats": repeats,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "ray_cpus": ray.cluster_resources().get("CPU", 0),
+    }
+    for name, seconds in times.items():
+        result[f"{name}_seconds"] = statistics.median(seconds)
+        result[f"{name}_all_seconds"] = [round(s, 2) for s in seconds]
+        result[f"{name}_clips_per_s"] = clips[name] / result[f"{name}_seconds"]
+    result["cost"] = 1.0 - result["planned_clips_per_s"] / result["file_order_clips_per_s"]
+    return result
+
+
+def format_result(r: dict[str, Any]) -> str:
+    return "\n".join(
+        [
+            f"bench shuffle: split {r['split']}, {r['clips']} clips of {r['clip_seconds']:g} s at "
+            f"{r['sample_rate']} Hz, batch {r['batch_size']}, sampling {r['sampling']}",
+            f"  medians of {r['repeats']} alternating repeats, torch threads {r['torch_threads']}, "
+            f"CPUs {r['cpu_count']} (Ray cluster {r['ray_cpus']:g})",
+            f"  file order:         {r['file_order_clips_per_s']:8.1f} clips/s "
+            f"({r['file_order_seconds']:.2f} s per pass; all {r['file_order_all_seconds']})",
+            f"  per-epoch planned:  {r['planned_clips_per_s']:8.1f} clips/s "
+            f"({r['planned_seconds']:.2f} s per pass; all {r['planned_all_seconds']})",
+            f"  cost of the per-epoch plan: {100 * r['cost']:+.1f}% of reader throughput",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--sampling", default="uniform", choices=["uniform", "balanced"])
+    parser.add_argument("--task-cpus", type=float, default=1.0)
+    parser.add_argument("--address", default=os.environ.get("RAY_ADDRESS"))
+    args = parser.parse_args(argv)
+    import ray
+
+    if args.address:
+        ray.init(address=args.address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    try:
+        result = bench_shuffle(
+            args.data,
+            split=args.split,
+            repeats=args.repeats,
+            batch_size=args.batch_size,
+            sampling=args.sampling,
+            task_cpus=args.task_cpus,
+        )
+    finally:
+        ray.shutdown()
+    print(format_result(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

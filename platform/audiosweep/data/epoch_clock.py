@@ -1,0 +1,66 @@
+"""The training epoch, shared between Ray Train workers and the dataset that plans it.
+
+Ray Train hands each worker one `DataIterator` for the whole run; every `iter_batches` call
+re-executes the same dataset inside Ray Data's split coordinator, which knows nothing of the
+epoch (its own execution counter restarts after a worker-group restart, and a pass cut short by
+the loop does not count). So the workers publish the epoch they are about to train in a small
+named actor, before they iterate; the coordinator starts an execution only once every worker
+has asked for the epoch's data, and the datasource reads the epoch then, when it plans its
+read tasks. The actor is created by the first worker that sets it and lives as long as that
+worker (each worker that sets it holds a handle), so a restarted worker group starts a new one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+NAMESPACE = "audiosweep"
+# Ray ends a named actor once no handle to it is left: each setting process keeps one.
+_HANDLES: dict[str, Any] = {}
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self._epoch: int | None = None
+
+    def set(self, epoch: int) -> None:
+        self._epoch = epoch
+
+    def get(self) -> int | None:
+        return self._epoch
+
+
+@dataclass(frozen=True)
+class EpochClock:
+    """A named epoch counter: workers :meth:`set` it, the train dataset :meth:`get`\\ s it."""
+
+    name: str
+
+    @classmethod
+    def new(cls) -> EpochClock:
+        return cls(f"epoch-clock-{uuid.uuid4().hex}")
+
+    def set(self, epoch: int) -> None:
+        import ray
+
+        actor = _HANDLES.get(self.name)
+        if actor is None:
+            actor = (
+                ray.remote(num_cpus=0)(_Clock)
+                .options(name=self.name, namespace=NAMESPACE, get_if_exists=True)
+                .remote()
+            )
+            _HANDLES[self.name] = actor
+        ray.get(actor.set.remote(int(epoch)))
+
+    def get(self) -> int | None:
+        """The epoch last set, or None when no worker has set one yet."""
+        import ray
+
+        try:
+            actor = ray.get_actor(self.name, namespace=NAMESPACE)
+        except ValueError:
+            return None
+        return ray.get(actor.get.remote())

@@ -1,0 +1,180 @@
+"""A Ray Data datasource that reads one epoch's plan of Parquet row groups.
+
+Ray Data asks a datasource for its read tasks each time a dataset executes (every epoch), so
+the plan (group order and draws, :mod:`.sampling`) is made there, from (seed, epoch), and
+each read task reads its row groups and picks their rows. Nothing per row passes through the
+process that plans: only the row-group arrays (a few bytes per group).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from ray.data.block import BlockMetadata
+from ray.data.datasource import Datasource, ReadTask
+
+from .epoch_clock import EpochClock
+from .row_groups import RowGroups, row_weights
+from .sampling import EpochPlan, pick_rows, plan_epoch
+
+if TYPE_CHECKING:
+    from ray.data import DataContext
+
+
+@dataclass(frozen=True)
+class _Units:
+    """What one read task reads: row groups (file, number in file, global id) and draws."""
+
+    paths: tuple[str, ...]
+    file: np.ndarray
+    index: np.ndarray
+    group: np.ndarray
+    draws: np.ndarray
+    columns: tuple[str, ...]
+    seed: int
+    epoch: int
+    drawn: bool
+    class_weights: np.ndarray | None
+
+
+def _read_units(units: _Units) -> Iterator[pa.Table]:
+    files: dict[int, pq.ParquetFile] = {}
+    for f, index, group, draws in zip(
+        units.file, units.index, units.group, units.draws, strict=True
+    ):
+        if f not in files:
+            files[f] = pq.ParquetFile(units.paths[f])
+        table = files[f].read_row_group(int(index), columns=list(units.columns))
+        weights = None
+        if units.drawn and units.class_weights is not None:
+            weights = row_weights(table.column("labels"), units.class_weights)
+        rows = pick_rows(
+            table.num_rows,
+            int(draws),
+            seed=units.seed,
+            epoch=units.epoch,
+            group=int(group),
+            drawn=units.drawn,
+            weights=weights,
+        )
+        yield table.take(pa.array(rows))
+
+
+class PlannedParquetDatasource(Datasource):
+    """Rows of ``groups`` as planned per epoch by :func:`~.sampling.plan_epoch`.
+
+    ``epoch`` is a fixed epoch, or an :class:`EpochClock` read each time the dataset executes.
+    ``class_weights`` (per class) makes the draws weighted by the rows' labels; ``samples``
+    None reads every row once per epoch.
+    """
+
+    def __init__(
+        self,
+        groups: RowGroups,
+        *,
+        columns: Sequence[str],
+        seed: int,
+        epoch: int | EpochClock,
+        samples: int | None = None,
+        class_weights: np.ndarray | None = None,
+    ) -> None:
+        super().__init__()
+        if class_weights is not None and "labels" not in columns:
+            raise ValueError("weighted draws need the labels column")
+        self._groups = groups
+        self._columns = tuple(columns)
+        self._seed = int(seed)
+        self._epoch = epoch
+        self._samples = samples
+        self._class_weights = class_weights
+        self._schema = pq.read_schema(groups.paths[0]) if groups.paths else None
+        if self._schema is not None:
+            self._schema = pa.schema([self._schema.field(c) for c in self._columns])
+
+    @property
+    def rows_per_epoch(self) -> int:
+        return self._samples if self._samples is not None else self._groups.total_rows
+
+    def estimate_inmemory_data_size(self) -> int:
+        return int(self.rows_per_epoch * self._groups.bytes_per_row)
+
+    def resolve_epoch(self, data_context: DataContext | None) -> int:
+        if isinstance(self._epoch, int):
+            return self._epoch
+        epoch = self._epoch.get()
+        if epoch is not None:
+            return epoch
+        if data_context is None:
+            # Ray's metadata probes (at construction, in the optimizer) read nothing; every
+            # epoch has the same row count, so any epoch describes the dataset.
+            return 0
+        raise RuntimeError(
+            f"epoch clock {self._epoch.name!r} was never set: the training loop must call "
+            "EpochClock.set(epoch) before iterating the train dataset"
+        )
+
+    def plan(self, epoch: int) -> EpochPlan:
+        return plan_epoch(self._groups, seed=self._seed, epoch=epoch, samples=self._samples)
+
+    def get_read_tasks(
+        self,
+        parallelism: int,
+        per_task_row_limit: int | None = None,
+        data_context: DataContext | None = None,
+    ) -> list[ReadTask]:
+        epoch = self.resolve_epoch(data_context)
+        plan = self.plan(epoch)
+        groups = self._groups
+        tasks = []
+        for chunk in _split_by_rows(plan.draws, max(1, parallelism)):
+            ids = plan.groups[chunk]
+            files, local = np.unique(groups.file[ids], return_inverse=True)
+            units = _Units(
+                paths=tuple(groups.paths[f] for f in files),
+                file=local.astype(np.int32),
+                index=groups.index[ids],
+                group=ids,
+                draws=plan.draws[chunk],
+                columns=self._columns,
+                seed=self._seed,
+                epoch=epoch,
+                drawn=plan.drawn,
+                class_weights=self._class_weights,
+            )
+            rows = int(units.draws.sum())
+            metadata = BlockMetadata(
+                num_rows=rows,
+                size_bytes=int(rows * groups.bytes_per_row),
+                input_files=list(units.paths),
+                exec_stats=None,
+            )
+            tasks.append(
+                ReadTask(
+                    _bind(units),
+                    metadata,
+                    schema=self._schema,
+                    per_task_row_limit=per_task_row_limit,
+                )
+            )
+        return tasks
+
+
+def _bind(units: _Units) -> Any:
+    # A closure over this task's units only (never the datasource with every group).
+    return lambda: _read_units(units)
+
+
+def _split_by_rows(draws: np.ndarray, parts: int) -> list[np.ndarray]:
+    """Contiguous runs of plan entries with about equal rows each, at most ``parts`` runs."""
+    if len(draws) == 0:
+        return []
+    cumulative = np.cumsum(draws)
+    targets = cumulative[-1] * np.arange(1, parts) / parts
+    cuts = np.unique(np.searchsorted(cumulative, targets, side="left") + 1)
+    cuts = cuts[(cuts > 0) & (cuts < len(draws))]
+    return [c for c in np.split(np.arange(len(draws)), cuts) if len(c)]
