@@ -31,6 +31,7 @@ DclsImpl = Literal["fast", "reference"]
 OptimName = Literal["adamw", "lamb"]
 Amp = Literal["auto", "none", "bf16", "fp16"]
 LossName = Literal["bce", "focal", "focal_softmax", "ce"]
+Sampling = Literal["uniform", "balanced"]
 
 
 @dataclass
@@ -47,12 +48,10 @@ class DataConfig:
     task_cpus: float = 1.0
     # Train split per epoch: uniform (every clip once, or samples_per_epoch uniform draws) |
     # balanced (PaSST class-balanced draws with replacement; an ablation, not the paper's recipe).
-    sampling: str = "uniform"
+    sampling: Sampling = "uniform"
     samples_per_epoch: int | None = None  # None: the train split's rows
 
     def __post_init__(self) -> None:
-        if self.sampling not in ("uniform", "balanced"):
-            raise ConfigError(f"data.sampling must be uniform or balanced, not {self.sampling!r}")
         if self.samples_per_epoch is not None and self.samples_per_epoch < 1:
             raise ConfigError(
                 f"data.samples_per_epoch must be >= 1 or null, not {self.samples_per_epoch}"
