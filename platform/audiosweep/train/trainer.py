@@ -20,6 +20,7 @@ from torch import device as torch_device
 from audiosweep.config import ConfigError, TrialConfig, resolve_path
 from audiosweep.data.schema import MANIFEST_NAME, DatasetError
 from audiosweep.train.checkpoint import MODEL_FILE
+from audiosweep.train.failures import TrialTrainer
 from audiosweep.train.loop import PER_CLASS_AP_FILE, train_loop_per_worker
 from audiosweep.train.seeding import derive_seed
 
@@ -233,7 +234,7 @@ def build_trainer(
     }
     gpus = worker_gpus(cfg)
     resources = {"CPU": cfg.train.cpus_per_worker, **({"GPU": gpus} if gpus else {})}
-    return TorchTrainer(
+    return TrialTrainer(
         train_loop_per_worker,
         train_loop_config={
             "trial": cfg.to_dict(),

@@ -1,0 +1,38 @@
+"""Deterministic worker failures are raised at once; lost workers are retried."""
+
+from __future__ import annotations
+
+from ray.exceptions import ActorDiedError
+from ray.train import FailureConfig
+from ray.train.v2._internal.exceptions import UserExceptionWithTraceback
+from ray.train.v2._internal.execution.failure_handling import FailureDecision
+from ray.train.v2.api.exceptions import WorkerGroupError
+
+from audiosweep.config import ConfigError
+from audiosweep.train.failures import DeterministicFailurePolicy, is_deterministic
+
+
+def group_error(*errors: BaseException) -> WorkerGroupError:
+    wrapped = {rank: UserExceptionWithTraceback(e, "tb") for rank, e in enumerate(errors)}
+    return WorkerGroupError("workers failed", wrapped)
+
+
+def test_is_deterministic():
+    assert is_deterministic(UserExceptionWithTraceback(ValueError("bad shape"), ""))
+    assert is_deterministic(ConfigError("bad key"))
+    assert not is_deterministic(UserExceptionWithTraceback(RuntimeError("Connection closed"), ""))
+    assert not is_deterministic(ActorDiedError())
+
+
+def test_a_bug_on_one_rank_is_raised_without_retry():
+    policy = DeterministicFailurePolicy(FailureConfig(max_failures=3))
+    error = group_error(ValueError("shape mismatch"), RuntimeError("gloo: connection closed"))
+    assert policy.make_decision(error) == FailureDecision.RAISE
+
+
+def test_lost_workers_are_retried_up_to_max_failures():
+    policy = DeterministicFailurePolicy(FailureConfig(max_failures=2))
+    lost = WorkerGroupError("worker died", {0: ActorDiedError()})
+    assert policy.make_decision(lost) == FailureDecision.RETRY
+    assert policy.make_decision(lost) == FailureDecision.RETRY
+    assert policy.make_decision(lost) == FailureDecision.RAISE
