@@ -85,12 +85,10 @@ def convformer_atto(num_classes: int, drop_path_rate: float, **options) -> nn.Mo
     model = MetaFormer(
         in_chans=1,
         num_classes=num_classes,
-        depths=(2, 2, 6, 2),
-        dims=(32, 64, 128, 256),
         token_mixers=SepConv,
         norm_layers=LayerNorm2dNoBias,
         drop_path_rate=drop_path_rate,
-        **options,
+        **{"depths": (2, 2, 6, 2), "dims": (32, 64, 128, 256), **options},
     )
     return _convformer(model)
 
