@@ -100,7 +100,11 @@ def _sweep(args: argparse.Namespace) -> int:
         )
         return 2
     connect(args.address)
-    rep = run_sweep(plan, tracking_uri=uri, resume=args.resume)
+    try:
+        rep = run_sweep(plan, tracking_uri=uri, resume=args.resume)
+    except ConfigError as err:  # e.g. a trial that no node type can hold
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     failed = [t for t in rep["trials"] if t["status"] == "FAILED"]
     return 1 if failed else 0
 
