@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 # Ray Data starts this many Parquet footer readers per read; its default (32) swamps small
 # machines, and one or two are plenty for a handful of shards (DESIGN.md).
@@ -44,3 +46,20 @@ def quiet_data_progress() -> None:
     interactive = sys.stderr.isatty()
     ctx.enable_progress_bars = interactive
     ctx.enable_operator_progress_bars = interactive
+
+
+@contextlib.contextmanager
+def cwd_kept(path: str) -> Iterator[None]:
+    """Run in `path`, a folder that outlives the job: Tune resolves paths against the working
+    directory, and on a simulated cluster (infra/sim/) every node shares one session folder,
+    where a node that joins re-unpacks the job's working_dir, deleting the driver's cwd."""
+    try:
+        previous = os.getcwd()
+    except FileNotFoundError:  # already deleted
+        previous = None
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        if previous and os.path.isdir(previous):
+            os.chdir(previous)

@@ -20,6 +20,7 @@ from ray.train.v2.api.callback import UserCallback
 SWEEP_TAG = "audiosweep.sweep_id"
 TRIAL_TAG = "audiosweep.trial_key"
 ROLE_TAG = "audiosweep.role"
+NODE_TAG = "audiosweep.node_id"
 LOCAL_URI_FILE = Path(".local") / "infra" / "mlflow_uri"
 
 

@@ -47,6 +47,7 @@ def trial_overrides(config: dict[str, Any]) -> tuple[str, int, dict[str, Any], s
 
 
 def run_trial_in_tune(config: dict[str, Any], context: SweepContext) -> dict[str, Any]:
+    import ray
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from audiosweep.ray_cluster import quiet_data_progress
@@ -84,6 +85,8 @@ def run_trial_in_tune(config: dict[str, Any], context: SweepContext) -> dict[str
         print(f"[audiosweep] {key} already finished; not re-run")
         return {**run.data.metrics, "already_finished": True}
     tracking.log_params(mlflow, run_id, cfg.flat())
+    # Where this trial (its driver and Train controller) runs; a restarted trial overwrites it.
+    mlflow.set_tag(run_id, tracking.NODE_TAG, ray.get_runtime_context().get_node_id())
     trainer = build_trainer(
         cfg,
         run_root=run_root,

@@ -147,6 +147,7 @@ def run_sweep(
     """Run (or resume) the sweep; returns the report dict. Finished trials are never re-run."""
     from ray import tune
 
+    from audiosweep.ray_cluster import cwd_kept
     from audiosweep.sweep import report, tracking
     from audiosweep.sweep.trainable import SweepContext, run_trial_in_tune
 
@@ -227,7 +228,8 @@ def run_sweep(
                 verbose=1 if progress else 0,
             ),
         )
-    results = tuner.fit()
+    with cwd_kept(storage):
+        results = tuner.fit()
     wall = time.time() - start
     _close_stopped_trials(mlflow, space.family, plan.sweep_id)
     errors = [r.error for r in results if r.error is not None]
