@@ -63,3 +63,22 @@ def cwd_kept(path: str) -> Iterator[None]:
     finally:
         if previous and os.path.isdir(previous):
             os.chdir(previous)
+
+
+def pin_data_actors_here() -> None:
+    """Create Ray Data's detached helper actors (stats, autoscaling coordinator) on this node.
+
+    Ray Data starts them on the node of the first process that runs a Dataset, with hard
+    affinity and no end: on an autoscaling cluster that is a worker node, which then never
+    counts as idle and never scales down. Created first by the sweep driver, they live on the
+    head (job drivers run there). Internal Ray 2.60 helpers: if they move, nothing breaks but
+    the scale-down."""
+    try:
+        from ray.data._internal.cluster_autoscaler.default_autoscaling_coordinator import (
+            get_or_create_autoscaling_coordinator,
+        )
+        from ray.data._internal.stats import get_or_create_stats_actor
+    except ImportError:
+        return
+    get_or_create_stats_actor()
+    get_or_create_autoscaling_coordinator()

@@ -47,7 +47,6 @@ def trial_overrides(config: dict[str, Any]) -> tuple[str, int, dict[str, Any], s
 
 
 def run_trial_in_tune(config: dict[str, Any], context: SweepContext) -> dict[str, Any]:
-    import ray
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from audiosweep.ray_cluster import quiet_data_progress
@@ -85,8 +84,6 @@ def run_trial_in_tune(config: dict[str, Any], context: SweepContext) -> dict[str
         print(f"[audiosweep] {key} already finished; not re-run")
         return {**run.data.metrics, "already_finished": True}
     tracking.log_params(mlflow, run_id, cfg.flat())
-    # Where this trial (its driver and Train controller) runs; a restarted trial overwrites it.
-    mlflow.set_tag(run_id, tracking.NODE_TAG, ray.get_runtime_context().get_node_id())
     trainer = build_trainer(
         cfg,
         run_root=run_root,
@@ -109,6 +106,8 @@ def run_trial_in_tune(config: dict[str, Any], context: SweepContext) -> dict[str
         "wall_time_s": time.time() - start,
     }
     tracking.log_metrics(mlflow, run_id, summary, step=int(final.get("epoch", 0)))
+    if "node_id" in final:  # rank 0's node in the last epoch (a restarted trial may move)
+        mlflow.set_tag(run_id, tracking.NODE_TAG, str(final["node_id"]))
     for tag in ("infer_shape", "infer_dtype", "infer_threads", "infer_device"):
         if tag in final:
             mlflow.set_tag(run_id, tag, str(final[tag]))

@@ -147,7 +147,7 @@ def run_sweep(
     """Run (or resume) the sweep; returns the report dict. Finished trials are never re-run."""
     from ray import tune
 
-    from audiosweep.ray_cluster import cwd_kept
+    from audiosweep.ray_cluster import cwd_kept, pin_data_actors_here
     from audiosweep.sweep import report, tracking
     from audiosweep.sweep.trainable import SweepContext, run_trial_in_tune
 
@@ -156,6 +156,7 @@ def run_sweep(
     # never fit fails here. The device is decided once, on the driver, for every trial.
     capacity = cluster_capacity()
     concurrency = max_concurrent_trials(base, capacity)
+    pin_data_actors_here()
     if base.train.gpus_per_worker is None:
         gpus = default_worker_gpus(capacity.node_types)
         base = base.with_overrides({"train.gpus_per_worker": gpus})
