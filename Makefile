@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast lint format up down clean
+.PHONY: setup demo test test-fast lint format up down sim-up sim-down clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,12 @@ up: setup
 
 down:
 	bash infra/local/down.sh
+
+sim-up: setup
+	bash infra/sim/up.sh
+
+sim-down:
+	bash infra/sim/down.sh
 
 clean:
 	rm -rf runs .pytest_cache

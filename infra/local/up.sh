@@ -123,6 +123,24 @@ else
     num_cpus="${AUDIOSWEEP_NUM_CPUS:-$(nproc)}"
     gpu_args=()
     [[ -z "${AUDIOSWEEP_NUM_GPUS:-}" ]] || gpu_args=("--num-gpus=$AUDIOSWEEP_NUM_GPUS")
+    # infra/sim/up.sh: Ray's fake multi-node autoscaler, which starts worker nodes as local
+    # processes (children of the head's autoscaler, so in the head's process group) and needs
+    # the head's GCS address in its provider config.
+    sim_args=()
+    sim_env=()
+    if [[ -n "${AUDIOSWEEP_SIM_CONFIG:-}" ]]; then
+        "$VENV_BIN/python" - "$AUDIOSWEEP_SIM_CONFIG" "$STATE/sim-cluster.yaml" "127.0.0.1:$RAY_PORT" <<'EOF' ||
+import sys, yaml
+config = yaml.safe_load(open(sys.argv[1]))
+config["provider"]["gcs_address"] = sys.argv[3]
+yaml.safe_dump(config, open(sys.argv[2], "w"), sort_keys=False)
+EOF
+            die "cannot read the simulated cluster config $AUDIOSWEEP_SIM_CONFIG"
+        sim_args=("--autoscaling-config=$STATE/sim-cluster.yaml")
+        # Every process names this cluster: Ray's state API (used e.g. by Ray Train's placement
+        # group cleaner) otherwise finds several clusters on this machine and gives up.
+        sim_env=(RAY_FAKE_CLUSTER=1 "RAY_ADDRESS=127.0.0.1:$RAY_PORT")
+    fi
     say "Starting Ray head ($num_cpus CPUs, GCS 127.0.0.1:$RAY_PORT, dashboard 127.0.0.1:$DASHBOARD_PORT); log: $RAY_LOG"
     # --block keeps `ray start` in the foreground as the parent of every head process; setsid
     # makes it the leader of a new process group, so down.sh can stop this head (and only this
@@ -142,7 +160,7 @@ else
         RAY_DATA_PARQUET_FOOTER_NUM_ACTORS="${RAY_DATA_PARQUET_FOOTER_NUM_ACTORS:-2}" \
         RAY_num_workers_soft_limit="${RAY_num_workers_soft_limit:-32}" \
         RAY_TRAIN_ENABLE_PREEMPTION_WATCHER="${RAY_TRAIN_ENABLE_PREEMPTION_WATCHER:-0}" \
-        MLFLOW_TRACKING_URI="$MLFLOW_URI" \
+        MLFLOW_TRACKING_URI="$MLFLOW_URI" "${sim_env[@]}" \
         setsid "$VENV_BIN/ray" start --head --block \
         --node-ip-address=127.0.0.1 \
         --port="$RAY_PORT" \
@@ -153,6 +171,7 @@ else
         --dashboard-agent-listen-port=0 \
         --num-cpus="$num_cpus" \
         "${gpu_args[@]}" \
+        "${sim_args[@]}" \
         --temp-dir="$RAY_TMP" \
         --disable-usage-stats \
         </dev/null >"$RAY_LOG" 2>&1 9>&- &
@@ -195,7 +214,7 @@ fail_with_log() {
     local what="$1" log="$2"
     printf 'error: %s\n--- last lines of %s ---\n' "$what" "$log" >&2
     tail -n 30 "$log" >&2 || true
-    printf -- '---\nStop whatever did start with: %s/down.sh\n' "$(dirname "${BASH_SOURCE[0]}")" >&2
+    printf -- '---\nStop whatever did start with: %s\n' "${AUDIOSWEEP_DOWN_HINT:-$(dirname "${BASH_SOURCE[0]}")/down.sh}" >&2
     exit 1
 }
 
@@ -219,7 +238,8 @@ while ((!ray_ok || !mlflow_ok)); do
             status="$(env -u RAY_ADDRESS RAY_AUTH_MODE=token RAY_AUTH_TOKEN="$RAY_AUTH_TOKEN" \
                 RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="$RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" \
                 timeout 60 "$VENV_BIN/ray" status --address="127.0.0.1:$RAY_PORT" 2>/dev/null)" &&
-            [[ "$status" == *CPU* ]]; then
+            # A simulated cluster's head offers no CPU; its autoscaler's report names the head.
+            [[ "$status" == *CPU* || (-n "${AUDIOSWEEP_SIM_CONFIG:-}" && "$status" == *Active:*) ]]; then
             ray_ok=1
             say "Ray head healthy after $((SECONDS - started_at)) s."
         fi
@@ -241,6 +261,6 @@ printf '%s\n' "$MLFLOW_URI" >"$URI_FILE"
 
 say ""
 say "Ray dashboard: http://127.0.0.1:$DASHBOARD_PORT   MLflow UI: $MLFLOW_URI"
-say "State: $STATE   Stop: infra/local/down.sh"
+say "State: $STATE   Stop: ${AUDIOSWEEP_DOWN_HINT:-infra/local/down.sh}"
 say "Load these into your shell with: source $ENV_FILE"
 print_exports

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 # Ray Data starts this many Parquet footer readers per read; its default (32) swamps small
 # machines, and one or two are plenty for a handful of shards (DESIGN.md).
@@ -87,3 +89,39 @@ def quiet_data_progress() -> None:
     interactive = sys.stderr.isatty()
     ctx.enable_progress_bars = interactive
     ctx.enable_operator_progress_bars = interactive
+
+
+@contextlib.contextmanager
+def cwd_kept(path: str) -> Iterator[None]:
+    """Run in `path`, a folder that outlives the job: Tune resolves paths against the working
+    directory, and on a simulated cluster (infra/sim/) every node shares one session folder,
+    where a node that joins re-unpacks the job's working_dir, deleting the driver's cwd."""
+    try:
+        previous = os.getcwd()
+    except FileNotFoundError:  # already deleted
+        previous = None
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        if previous and os.path.isdir(previous):
+            os.chdir(previous)
+
+
+def pin_data_actors_here() -> None:
+    """Create Ray Data's detached helper actors (stats, autoscaling coordinator) on this node.
+
+    Ray Data starts them on the node of the first process that runs a Dataset, with hard
+    affinity and no end: on an autoscaling cluster that is a worker node, which then never
+    counts as idle and never scales down. Created first by the sweep driver, they live on the
+    head (job drivers run there). Internal Ray 2.60 helpers: if they move, nothing breaks but
+    the scale-down."""
+    try:
+        from ray.data._internal.cluster_autoscaler.default_autoscaling_coordinator import (
+            get_or_create_autoscaling_coordinator,
+        )
+        from ray.data._internal.stats import get_or_create_stats_actor
+    except ImportError:
+        return
+    get_or_create_stats_actor()
+    get_or_create_autoscaling_coordinator()

@@ -22,6 +22,9 @@ from audiosweep.errors import UserError
 SWEEP_TAG = "audiosweep.sweep_id"
 TRIAL_TAG = "audiosweep.trial_key"
 ROLE_TAG = "audiosweep.role"
+NODE_TAG = "audiosweep.node_id"
+# Set on a trial run that failed in a way a rerun would repeat (its first error line).
+FAILURE_TAG = "audiosweep.deterministic_failure"
 LOCAL_URI_FILE = Path(".local") / "infra" / "mlflow_uri"
 
 

@@ -46,10 +46,12 @@ def trial_overrides(config: dict[str, Any]) -> tuple[str, int, dict[str, Any], s
 
 
 def run_trial_in_tune(config: dict[str, Any], context: SweepContext) -> dict[str, Any]:
+    from ray.train.v2.api.exceptions import TrainingFailedError
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from audiosweep.ray_cluster import quiet_data_progress
     from audiosweep.sweep import tracking
+    from audiosweep.train.failures import is_deterministic_failure
     from audiosweep.train.trainer import build_trainer, resolve_trial
 
     quiet_data_progress()
@@ -82,6 +84,12 @@ def run_trial_in_tune(config: dict[str, Any], context: SweepContext) -> dict[str
         # report what it logged instead of touching it again.
         print(f"[audiosweep] {key} already finished; not re-run")
         return {**run.data.metrics, "already_finished": True}
+    failed_before = run.data.tags.get(tracking.FAILURE_TAG)
+    if failed_before:
+        # Tune runs a failed trial once more, for a driver lost with its node; a failure that
+        # would repeat is not run again.
+        mlflow.set_terminated(run_id, status="FAILED")
+        raise RuntimeError(f"{key} failed deterministically before; not re-run: {failed_before}")
     tracking.log_params(mlflow, run_id, cfg.flat())
     trial_run = TrialRun(context.tracking_uri, run_id, cfg)
     trainer = build_trainer(
@@ -90,7 +98,11 @@ def run_trial_in_tune(config: dict[str, Any], context: SweepContext) -> dict[str
         name=key,
         callbacks=[TuneReportCallback(), *trial_run.callbacks()],
     )
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    except TrainingFailedError as err:
+        trial_run.fail(deterministic=is_deterministic_failure(err))
+        raise
     summary = trial_run.finish(result, Path(run_root) / key)
     final = result.metrics or {}
     return {**summary, "epoch": final.get("epoch"), "eval_map": final.get("eval_map")}

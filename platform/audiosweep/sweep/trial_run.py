@@ -17,7 +17,7 @@ from audiosweep.config import TrialConfig
 from audiosweep.sweep import tracking
 
 SINGLE_RUN_EXPERIMENT = "audiosweep-train"
-SUMMARY_TAGS = ("infer_shape", "infer_dtype", "infer_threads", "infer_device", "node_id")
+SUMMARY_TAGS = ("infer_shape", "infer_dtype", "infer_threads", "infer_device")
 
 
 class TrialRun:
@@ -72,11 +72,15 @@ class TrialRun:
         for tag in SUMMARY_TAGS:
             if tag in final:
                 self.mlflow.set_tag(self.run_id, tag, str(final[tag]))
+        if "node_id" in final:  # rank 0's node in the last epoch (a restarted trial may move)
+            self.mlflow.set_tag(self.run_id, tracking.NODE_TAG, str(final["node_id"]))
         log_trial_artifacts(self.mlflow, self.run_id, run_dir, self.cfg, result.checkpoint)
         self.mlflow.set_terminated(self.run_id, status="FINISHED")
         return summary
 
-    def fail(self) -> None:
+    def fail(self, deterministic: bool = False) -> None:
+        if deterministic:
+            self.mlflow.set_tag(self.run_id, tracking.FAILURE_TAG, "a worker raised a user error")
         self.mlflow.set_terminated(self.run_id, status="FAILED")
 
 

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from audiosweep.config import ConfigError, TrialConfig
+from audiosweep.sweep.capacity import (
+    TRIAL_DRIVER_CPU,
+    Capacity,
+    TrialNeeds,
+    cluster_capacity,
+    default_worker_gpus,
+    max_concurrent,
+)
 from audiosweep.sweep.spaces import SearchSpace, Variant
-
-TRIAL_DRIVER_CPU = 0.01
 
 
 @dataclass
@@ -89,47 +94,44 @@ def _params_le_dsc(variants: list[Variant], base: TrialConfig) -> tuple[list[Var
     return kept, dropped
 
 
-def max_concurrent_trials(base: TrialConfig, resources: dict[str, float]) -> int:
-    """As many trials as the cluster fits: each holds workers × (CPU, GPU) and leaves
-    `sweep.data_cpus` CPUs for its Ray Data pipeline (Data starves if workers take them all)."""
-    if base.sweep.max_concurrent_trials:
-        return base.sweep.max_concurrent_trials
-    workers = base.train.num_workers
-    cpu_per_trial = workers * base.train.cpus_per_worker + base.sweep.data_cpus
-    limits = (
-        [math.floor(resources.get("CPU", 0) / cpu_per_trial + 1e-9)] if cpu_per_trial > 0 else []
-    )
+def max_concurrent_trials(base: TrialConfig, capacity: Capacity) -> int:
+    """As many trials as fit at once in what the cluster can grow to (sweep/capacity.py), or
+    `sweep.max_concurrent_trials`; a trial that can never fit raises a one-line ConfigError."""
+    explicit = base.sweep.max_concurrent_trials
+    if explicit and not capacity.complete:
+        return explicit  # only the nodes alive now are known: trust the user's number
     gpus = base.train.gpus_per_worker
     if gpus is None:
-        gpus = 1.0 if resources.get("GPU", 0) > 0 else 0.0
-    if gpus > 0:
-        limits.append(math.floor(resources.get("GPU", 0) / (workers * gpus)))
-    n = min(limits) if limits else 1
-    if n < 1:
+        gpus = default_worker_gpus(capacity.node_types)
+    try:
+        n = max_concurrent(capacity.node_types, TrialNeeds.of(base, gpus))
+    except ConfigError as err:
+        if capacity.complete:
+            raise
         raise ConfigError(
-            f"one trial needs {workers} workers × {base.train.cpus_per_worker} CPU"
-            f"{f' × {gpus} GPU' if gpus else ''} + {base.sweep.data_cpus} CPU for data, "
-            f"but the cluster has {resources.get('CPU', 0)} CPU / {resources.get('GPU', 0)} GPU"
-        )
-    return n
+            f"{err} (only the nodes alive now are visible: on an autoscaling cluster set "
+            "sweep.max_concurrent_trials and train.gpus_per_worker)"
+        ) from None
+    return explicit or n
 
 
 def planned_concurrency(base: TrialConfig, address: str | None) -> tuple[int, str]:
-    """(trials at once, where that comes from) for a dry run: nothing is started."""
+    """(trials at once, where that comes from) for a dry run: no cluster is started."""
     import os
 
-    if base.sweep.max_concurrent_trials:
-        return base.sweep.max_concurrent_trials, "sweep.max_concurrent_trials"
+    from audiosweep.sweep.capacity import Capacity, NodeType, cluster_capacity
+
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
-        import ray
-
         from audiosweep.ray_cluster import connect
 
         connect(address)
-        return max_concurrent_trials(base, ray.cluster_resources()), f"the cluster at {address}"
-    cpus = os.cpu_count() or 1
-    return max_concurrent_trials(base, {"CPU": cpus}), f"a local cluster of {cpus} CPUs"
+        capacity = cluster_capacity()
+    else:
+        cpus = os.cpu_count() or 1
+        local = NodeType("local", {"CPU": float(cpus)}, max_workers=1)
+        capacity = Capacity([local], f"a local cluster of {cpus} CPUs")
+    return max_concurrent_trials(base, capacity), capacity.source
 
 
 def param_space(plan: SweepPlan) -> dict[str, Any]:
@@ -173,15 +175,22 @@ def run_sweep(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run (or resume) the sweep; returns the report dict. Finished trials are never re-run."""
-    import ray
     from ray import tune
 
+    from audiosweep.ray_cluster import cwd_kept, pin_data_actors_here
     from audiosweep.sweep import report, tracking
     from audiosweep.sweep.progress import SweepProgress
     from audiosweep.sweep.trainable import SweepContext, run_trial_in_tune
 
     space, base = plan.space, plan.base
-    concurrency = max_concurrent_trials(base, ray.cluster_resources())
+    # Read from what the cluster can grow to, before anything is logged: a trial that can
+    # never fit fails here. The device is decided once, on the driver, for every trial.
+    capacity = cluster_capacity()
+    concurrency = max_concurrent_trials(base, capacity)
+    pin_data_actors_here()
+    if base.train.gpus_per_worker is None:
+        gpus = default_worker_gpus(capacity.node_types)
+        base = base.with_overrides({"train.gpus_per_worker": gpus})
     mlflow = tracking.client(tracking_uri)
     commit = tracking.git_commit()
     parent_id = tracking.parent_run(
@@ -220,6 +229,12 @@ def run_sweep(
     storage = str(plan.sweep_dir.resolve())
     tune_dir = plan.sweep_dir / "tune"
     print(
+        f"[audiosweep] cluster capacity from {capacity.source}: "
+        + ", ".join(f"{t.max_workers} x {t.name}" for t in capacity.node_types)
+    )
+    for note in capacity.notes:
+        print(f"[audiosweep]   {note}")
+    print(
         f"[audiosweep] sweep {plan.sweep_id}: space {space.name} ({space.kind}), preset {base.preset}, "
         f"{len(plan.variants) or space.num_samples} trials, up to {concurrency} at once"
     )
@@ -245,15 +260,16 @@ def run_sweep(
             run_config=tune.RunConfig(
                 name="tune",
                 storage_path=storage,
-                # Ray Train already restarts failed workers from their last checkpoint
-                # (train.max_failures); a Tune-level retry would re-run a deterministic
-                # failure from scratch.
-                failure_config=tune.FailureConfig(max_failures=0),
+                # A trial whose driver actor was lost with its node is run again (it resumes
+                # from its checkpoint); one that failed deterministically is not re-run (see
+                # trainable.py).
+                failure_config=tune.FailureConfig(max_failures=1),
                 verbose=0,
                 callbacks=[SweepProgress(total)] if progress else [],
             ),
         )
-    results = tuner.fit()
+    with cwd_kept(storage):
+        results = tuner.fit()
     wall = time.time() - start
     _close_stopped_trials(mlflow, space.family, plan.sweep_id)
     errors = [r.error for r in results if r.error is not None]

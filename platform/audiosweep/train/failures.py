@@ -43,11 +43,16 @@ def is_deterministic(error: BaseException) -> bool:
     return isinstance(error, DETERMINISTIC)
 
 
+def is_deterministic_failure(error: TrainingFailedError) -> bool:
+    """True when a worker of the failed run raised a deterministic error."""
+    return isinstance(error, WorkerGroupError) and any(
+        is_deterministic(e) for e in error.worker_failures.values()
+    )
+
+
 class DeterministicFailurePolicy(DefaultFailurePolicy):
     def _is_retryable_error(self, training_failed_error: TrainingFailedError) -> bool:
-        if isinstance(training_failed_error, WorkerGroupError) and any(
-            is_deterministic(e) for e in training_failed_error.worker_failures.values()
-        ):
+        if is_deterministic_failure(training_failed_error):
             return False
         return super()._is_retryable_error(training_failed_error)
 

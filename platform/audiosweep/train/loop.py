@@ -114,6 +114,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             "lr": pipe.optimizer.param_groups[0]["lr"],
             "train_samples_per_s": timer.samples_per_second * world,
             "epoch_seconds": time.perf_counter() - t0,
+            # Rank 0's node: where the trial trained (its driver may sit on another node).
+            "node_id": ray.get_runtime_context().get_node_id(),
             **param_counts,
             **{k: v for k, v in result.items() if k != "per_class_ap"},
         }

@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import ray
-import ray.train
 import yaml
 from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
@@ -191,9 +189,13 @@ def check_model_builds(cfg: TrialConfig, num_classes: int) -> None:
 
 
 def worker_gpus(cfg: TrialConfig) -> float:
+    """`train.gpus_per_worker`, else one GPU per worker if any node the cluster can grow to
+    has one (not only the nodes alive now: GPU workers often scale from zero)."""
     if cfg.train.gpus_per_worker is not None:
         return cfg.train.gpus_per_worker
-    return 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+    from audiosweep.sweep.capacity import cluster_capacity, default_worker_gpus
+
+    return default_worker_gpus(cluster_capacity().node_types)
 
 
 def build_trainer(
