@@ -9,7 +9,11 @@ from ray.train.v2._internal.execution.failure_handling import FailureDecision
 from ray.train.v2.api.exceptions import WorkerGroupError
 
 from audiosweep.config import ConfigError
-from audiosweep.train.failures import DeterministicFailurePolicy, is_deterministic
+from audiosweep.train.failures import (
+    DeterministicFailurePolicy,
+    deterministic_reason,
+    is_deterministic,
+)
 
 
 def group_error(*errors: BaseException) -> WorkerGroupError:
@@ -28,11 +32,13 @@ def test_a_bug_on_one_rank_is_raised_without_retry():
     policy = DeterministicFailurePolicy(FailureConfig(max_failures=3))
     error = group_error(ValueError("shape mismatch"), RuntimeError("gloo: connection closed"))
     assert policy.make_decision(error) == FailureDecision.RAISE
+    assert deterministic_reason(error) == "ValueError: shape mismatch"
 
 
 def test_lost_workers_are_retried_up_to_max_failures():
     policy = DeterministicFailurePolicy(FailureConfig(max_failures=2))
     lost = WorkerGroupError("worker died", {0: ActorDiedError()})
+    assert deterministic_reason(lost) is None
     assert policy.make_decision(lost) == FailureDecision.RETRY
     assert policy.make_decision(lost) == FailureDecision.RETRY
     assert policy.make_decision(lost) == FailureDecision.RAISE

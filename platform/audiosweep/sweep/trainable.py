@@ -51,7 +51,7 @@ def run_trial_in_tune(config: dict[str, Any], context: SweepContext) -> dict[str
 
     from audiosweep.ray_cluster import quiet_data_progress
     from audiosweep.sweep import tracking
-    from audiosweep.train.failures import is_deterministic_failure
+    from audiosweep.train.failures import deterministic_reason
     from audiosweep.train.trainer import build_trainer, resolve_trial
 
     quiet_data_progress()
@@ -101,7 +101,7 @@ def run_trial_in_tune(config: dict[str, Any], context: SweepContext) -> dict[str
     try:
         result = trainer.fit()
     except TrainingFailedError as err:
-        trial_run.fail(deterministic=is_deterministic_failure(err))
+        trial_run.fail(deterministic_reason(err))
         raise
     summary = trial_run.finish(result, Path(run_root) / key)
     final = result.metrics or {}

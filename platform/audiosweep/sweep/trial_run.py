@@ -78,9 +78,9 @@ class TrialRun:
         self.mlflow.set_terminated(self.run_id, status="FINISHED")
         return summary
 
-    def fail(self, deterministic: bool = False) -> None:
-        if deterministic:
-            self.mlflow.set_tag(self.run_id, tracking.FAILURE_TAG, "a worker raised a user error")
+    def fail(self, deterministic_reason: str | None = None) -> None:
+        if deterministic_reason:
+            self.mlflow.set_tag(self.run_id, tracking.FAILURE_TAG, deterministic_reason)
         self.mlflow.set_terminated(self.run_id, status="FAILED")
 
 

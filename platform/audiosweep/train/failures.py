@@ -43,11 +43,20 @@ def is_deterministic(error: BaseException) -> bool:
     return isinstance(error, DETERMINISTIC)
 
 
+def deterministic_reason(error: TrainingFailedError) -> str | None:
+    """The first deterministic worker error of a failed run, on one line; None if none."""
+    if not isinstance(error, WorkerGroupError):
+        return None
+    for failure in error.worker_failures.values():
+        if is_deterministic(failure):
+            base = getattr(failure, "_base_exc", failure)
+            return f"{type(base).__name__}: {' '.join(str(base).split())}"[:500]
+    return None
+
+
 def is_deterministic_failure(error: TrainingFailedError) -> bool:
     """True when a worker of the failed run raised a deterministic error."""
-    return isinstance(error, WorkerGroupError) and any(
-        is_deterministic(e) for e in error.worker_failures.values()
-    )
+    return deterministic_reason(error) is not None
 
 
 class DeterministicFailurePolicy(DefaultFailurePolicy):
