@@ -364,3 +364,17 @@ def test_sampling_ablation_space_crosses_sampling_with_dsc_and_dcls():
         for conv in ("dsc", "dcls_gauss")
         for sampling in ("uniform", "balanced")
     }
+
+
+def test_oversampled_groups_are_cut_into_slices_spread_over_the_epoch(sorted_dataset):
+    source = _source(sorted_dataset, balanced=False, samples=None, seed=7)
+    groups = source._groups
+    samples = 5 * int(groups.rows.sum())
+    plan = plan_epoch(groups, seed=7, epoch=0, samples=samples)
+    assert plan.rows == samples
+    # No slice holds more draws than its group has rows, so a group's repeats are not read
+    # back to back but wherever the epoch's permutation puts each slice.
+    assert (plan.draws <= groups.rows[plan.groups]).all()
+    assert len(plan.groups) >= 5 * len(groups)
+    back_to_back = (plan.groups[1:] == plan.groups[:-1]).mean()
+    assert back_to_back < 3 / len(groups)

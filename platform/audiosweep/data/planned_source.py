@@ -35,6 +35,7 @@ class _Units:
     index: np.ndarray
     group: np.ndarray
     draws: np.ndarray
+    part: np.ndarray
     columns: tuple[str, ...]
     seed: int
     epoch: int
@@ -44,8 +45,8 @@ class _Units:
 
 def _read_units(units: _Units) -> Iterator[pa.Table]:
     files: dict[int, pq.ParquetFile] = {}
-    for f, index, group, draws in zip(
-        units.file, units.index, units.group, units.draws, strict=True
+    for f, index, group, draws, part in zip(
+        units.file, units.index, units.group, units.draws, units.part, strict=True
     ):
         if f not in files:
             files[f] = pq.ParquetFile(units.paths[f])
@@ -61,6 +62,7 @@ def _read_units(units: _Units) -> Iterator[pa.Table]:
             group=int(group),
             drawn=units.drawn,
             weights=weights,
+            part=int(part),
         )
         yield table.take(pa.array(rows))
 
@@ -140,6 +142,7 @@ class PlannedParquetDatasource(Datasource):
                 index=groups.index[ids],
                 group=ids,
                 draws=plan.draws[chunk],
+                part=plan.parts[chunk] if plan.parts is not None else np.zeros(len(chunk), int),
                 columns=self._columns,
                 seed=self._seed,
                 epoch=epoch,

@@ -69,6 +69,8 @@ class EpochPlan:
     groups: np.ndarray
     draws: np.ndarray
     drawn: bool
+    # Which slice of its group's draws an entry is (see plan_epoch); 0 when not drawn.
+    parts: np.ndarray | None = None
 
     @property
     def rows(self) -> int:
@@ -99,8 +101,22 @@ def plan_epoch(
     if not total > 0:
         raise ValueError("no row has a positive sampling weight (do the rows have labels?)")
     counts = rng.multinomial(samples, weight / total)
-    order = rng.permutation(np.flatnonzero(counts))
-    return EpochPlan(seed, epoch, order, counts[order], drawn=True)
+    # A group's draws are cut into slices of at most its row count, each read as its own unit
+    # and placed independently in the epoch's order: otherwise a group drawn k times its size
+    # would yield k passes over the same few clips in a row, which the local shuffle buffer
+    # cannot spread, and batches would repeat the same clips.
+    drawn_groups = np.flatnonzero(counts)
+    size = np.maximum(groups.rows[drawn_groups], 1)
+    pieces = -(-counts[drawn_groups] // size)  # ceil
+    entry_group = np.repeat(drawn_groups, pieces)
+    entry_part = np.arange(len(entry_group)) - np.repeat(np.cumsum(pieces) - pieces, pieces)
+    entry_draws = np.minimum(
+        counts[entry_group] - entry_part * size.repeat(pieces), size.repeat(pieces)
+    )
+    order = rng.permutation(len(entry_group))
+    return EpochPlan(
+        seed, epoch, entry_group[order], entry_draws[order], drawn=True, parts=entry_part[order]
+    )
 
 
 def pick_rows(
@@ -112,10 +128,12 @@ def pick_rows(
     group: int,
     drawn: bool,
     weights: np.ndarray | None = None,
+    part: int = 0,
 ) -> np.ndarray:
     """Row positions inside one row group, in read order: a permutation of all its rows, or
-    ``draws`` draws with replacement proportional to ``weights`` (uniform when None)."""
-    rng = _rng(seed, epoch, 1, group)
+    ``draws`` draws with replacement proportional to ``weights`` (uniform when None); ``part``
+    is the slice of the group's draws (each slice is seeded on its own)."""
+    rng = _rng(seed, epoch, 1, group, part) if part else _rng(seed, epoch, 1, group)
     if not drawn:
         return rng.permutation(num_rows)
     if weights is None:

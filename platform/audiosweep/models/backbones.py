@@ -101,3 +101,38 @@ def fastvit_sa24(num_classes: int, drop_path_rate: float, **options) -> nn.Modul
 @register_backbone("fastvit_t8", family="fastvit", description="FastViT-T8 (CPU variant)")
 def fastvit_t8(num_classes: int, drop_path_rate: float, **options) -> nn.Module:
     return _fastvit("fastvit_t8", num_classes, drop_path_rate, **options)
+
+
+# The demo's stand-ins: the same blocks at depths 1-1-3-1 (FastViT 1-1-2-1) and widths
+# 32-256, about 4x cheaper per step than the CPU variants above, so that the demo grid's 18
+# trials each get the few hundred optimizer steps the LayerNorm nets need to learn on one core.
+MICRO_DEPTHS = (1, 1, 3, 1)
+MICRO_WIDTHS = (32, 64, 128, 256)
+
+
+@register_backbone(
+    "convnext_micro",
+    family="convnext",
+    description="ConvNeXt, depths 1-1-3-1, widths 32-256 (demo)",
+)
+def convnext_micro(num_classes: int, drop_path_rate: float, **options) -> nn.Module:
+    options = {"depths": MICRO_DEPTHS, "dims": MICRO_WIDTHS, **options}
+    return _convnext("convnext_atto", num_classes, drop_path_rate, **options)
+
+
+@register_backbone(
+    "convformer_micro",
+    family="convformer",
+    description="ConvFormer, depths 1-1-3-1, widths 32-256 (demo)",
+)
+def convformer_micro(num_classes: int, drop_path_rate: float, **options) -> nn.Module:
+    options = {"depths": MICRO_DEPTHS, "dims": MICRO_WIDTHS, **options}
+    return convformer_atto(num_classes, drop_path_rate, **options)
+
+
+@register_backbone(
+    "fastvit_micro", family="fastvit", description="FastViT, depths 1-1-2-1, widths 32-256 (demo)"
+)
+def fastvit_micro(num_classes: int, drop_path_rate: float, **options) -> nn.Module:
+    options = {"layers": (1, 1, 2, 1), "embed_dims": MICRO_WIDTHS, **options}
+    return _fastvit("fastvit_t8", num_classes, drop_path_rate, **options)
