@@ -14,12 +14,8 @@ export PATH="$VENV_BIN:$PATH"
 DATA="${AUDIOSWEEP_DEMO_DATA:-data/demo}"
 SWEEP_ID="${AUDIOSWEEP_DEMO_SWEEP:-grid-demo-$(date +%Y%m%d-%H%M%S)}"
 RUN_ROOT="$PWD/runs"
-# On 2 cores a trial's fixed cost (its Ray Train controller, worker, dataset and Tune actors,
-# each a fresh Python process) is about three epochs' worth of compute, so the grid runs one
-# epoch per trial with a short warm-up; a single trial of the demo preset trains for 8
-# (`audiosweep train --preset demo`).
-EPOCHS="${AUDIOSWEEP_DEMO_EPOCHS:-1}"
-WARMUP="${AUDIOSWEEP_DEMO_WARMUP_EPOCHS:-0.25}"
+# Extra overrides for every trial, e.g. AUDIOSWEEP_DEMO_OVERRIDES="train.epochs=2".
+read -r -a EXTRA <<<"${AUDIOSWEEP_DEMO_OVERRIDES:-}"
 
 if [[ -f "$DATA/manifest.json" ]]; then
     echo "== demo dataset already in $DATA"
@@ -40,8 +36,7 @@ runtime_env=$(printf '{"env_vars": {"MLFLOW_TRACKING_URI": "%s", "AUDIOSWEEP_GIT
 echo "== submitting the grid (18 trials) to $RAY_ADDRESS as sweep $SWEEP_ID"
 start=$(date +%s)
 ray job submit --address "$RAY_ADDRESS" --working-dir . --runtime-env-json "$runtime_env" -- \
-    python jobs/grid.py --preset demo "data.path=$PWD/$DATA" "train.epochs=$EPOCHS" \
-    "optim.warmup_epochs=$WARMUP" \
+    python jobs/grid.py --preset demo "data.path=$PWD/$DATA" ${EXTRA[@]+"${EXTRA[@]}"} \
     --run-root "$RUN_ROOT" --name "$SWEEP_ID"
 echo "== sweep finished in $(( $(date +%s) - start )) s"
 

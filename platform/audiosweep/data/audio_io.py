@@ -61,12 +61,6 @@ def resample(wave: np.ndarray, orig_freq: int, new_freq: int) -> np.ndarray:
     return out.numpy()
 
 
-def load_mono(source: bytes | str | os.PathLike, sample_rate: int) -> np.ndarray:
-    """Decode, downmix and resample to ``sample_rate``: a float32 ``(frames,)`` array."""
-    data, rate = decode(source)
-    return resample(to_mono(data), rate, sample_rate)
-
-
 def encode(wave: np.ndarray, sample_rate: int, audio_format: str = "flac") -> bytes:
     """Encode mono float32 audio (clipped to [-1, 1]) as FLAC (default), WAV or OGG bytes."""
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -117,8 +118,6 @@ def max_concurrent_trials(base: TrialConfig, capacity: Capacity) -> int:
 
 def planned_concurrency(base: TrialConfig, address: str | None) -> tuple[int, str]:
     """(trials at once, where that comes from) for a dry run: no cluster is started."""
-    import os
-
     from audiosweep.sweep.capacity import Capacity, NodeType, cluster_capacity
 
     address = address or os.environ.get("RAY_ADDRESS")
@@ -268,6 +267,9 @@ def run_sweep(
                 callbacks=[SweepProgress(total)] if progress else [],
             ),
         )
+    # Tune's own console output (its experiment table, result tables) gives way to
+    # SweepProgress; with the legacy reporter, verbose=0 prints nothing.
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     with cwd_kept(storage):
         results = tuner.fit()
     wall = time.time() - start
