@@ -55,9 +55,9 @@ def test_every_case_builds_and_runs_as_the_training_loop_builds_it(
 
 def test_sp4asc_takes_no_drop_path_and_the_front_end_mel_bins() -> None:
     cfg = load_preset(str(SEARCH_SPACES / "presets" / "demo.yaml"), ["model.arch=sp4asc"])
-    assert cfg.model.drop_path_rate > 0 and cfg.audio.n_mels == 64
+    assert cfg.model.drop_path_rate > 0 and cfg.audio.n_mels == 32
     model = create_model_from_config(cfg, NUM_CLASSES)
-    assert model.n_mels == 64
+    assert model.n_mels == 32
     conflicting = cfg.with_overrides({"model.options": {"n_mels": 256}})
     with pytest.raises(ValueError, match="drop model.options.n_mels") as error:
         check_trial(conflicting)
