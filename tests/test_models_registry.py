@@ -24,6 +24,9 @@ BACKBONES = [
     "convnext_atto",
     "convformer_atto",
     "fastvit_t8",
+    "convnext_micro",
+    "convformer_micro",
+    "fastvit_micro",
 ]
 
 # Issue 3 acceptance: 527 classes, 1-channel input; DCLS-Gauss 23x23 with 26 elements.
@@ -130,7 +133,7 @@ def test_substitution_leaves_no_depthwise_7x7_and_inits_weights(arch: str) -> No
 
 def test_list_archs_and_bad_requests() -> None:
     assert set(BACKBONES) | {"sp4asc"} <= set(list_archs())
-    assert list_archs("convnext_*") == ["convnext_atto", "convnext_tiny"]
+    assert list_archs("convnext_*") == ["convnext_atto", "convnext_micro", "convnext_tiny"]
     assert get_arch("sp4asc").num_classes == 10
     with pytest.raises(ValueError, match="unknown architecture 'resnet50'"):
         create_model("resnet50")
