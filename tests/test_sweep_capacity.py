@@ -38,7 +38,9 @@ def test_issue_shape_scales_from_zero_instead_of_refusing() -> None:
     # A head with 0 CPU, one 2-CPU worker type scaling 0..2: nothing is alive at submit time.
     types = [HEAD, NodeType("worker", {"CPU": 2}, 2)]
     smoke = load_preset("smoke", [])
-    assert max_concurrent_trials(smoke, Capacity(types, "test")) == 3
+    # A smoke trial holds 2 x 0.25 (workers) + 2 x 0.2 (data tasks) + 0.01 (driver) = 0.91 CPU:
+    # two per 2-CPU node, on the two nodes the type can grow to.
+    assert max_concurrent_trials(smoke, Capacity(types, "test")) == 4
     # One trial per node when its data takes a whole CPU (the integration test's setting).
     assert (
         max_concurrent_trials(smoke.with_overrides({"sweep.data_cpus": 1.0}), Capacity(types, "t"))
