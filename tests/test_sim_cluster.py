@@ -33,9 +33,10 @@ def _exports(text: str) -> dict[str, str]:
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def sim_cluster(tmp_path_factory) -> dict[str, str]:
-    """infra/sim/up.sh on free ports and a private state folder; infra/sim/down.sh after."""
+    """infra/sim/up.sh on free ports and a private state folder; infra/sim/down.sh after this
+    module's tests (an idle simulated cluster would slow every test after it on 2 cores)."""
     state = tmp_path_factory.mktemp("sim") / "state"
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
     env.update(
