@@ -226,12 +226,16 @@ def build_trainer(
             sampling=cfg.data.sampling,
             samples_per_epoch=cfg.data.samples_per_epoch,
         ),
+        # Every eval clip once, in a fixed order, through the same datasource as training:
+        # Ray's own Parquet reader samples file footers with tasks that each need a whole
+        # CPU, which wait indefinitely while running trials hold fractions of every core.
         "eval": read_split(
             cfg.data.path,
             cfg.data.eval_split,
             clip_seconds=cfg.data.clip_seconds,
             with_clip_id=True,
             task_cpus=cfg.data.task_cpus,
+            epoch=0,
         ),
     }
     gpus = worker_gpus(cfg)
