@@ -9,10 +9,10 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "create_model": "audiosweep.models.registry",
-    "list_archs": "audiosweep.models.registry",
-    "get_arch": "audiosweep.models.registry",
-    "count_parameters": "audiosweep.models.registry",
+    "create_model": "audiosweep.models.factory",
+    "list_archs": "audiosweep.models.factory",
+    "get_arch": "audiosweep.models.factory",
+    "count_parameters": "audiosweep.models.factory",
     "count_dcls_positions": "audiosweep.models.dcls_substitution",
     "dcls_positions": "audiosweep.models.dcls_substitution",
     "clamp_dcls_positions": "audiosweep.models.dcls_substitution",

@@ -10,14 +10,62 @@ MobileOne conv -> GAP -> Linear. The small variants follow the same recipe for C
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import timm
 from timm.models.metaformer import LayerNorm2dNoBias, MetaFormer, SepConv
 from torch import nn
 
-from audiosweep.models.registry import register_backbone
+from audiosweep.config import ModelConfig
+from audiosweep.models.dcls_substitution import CONV_TYPES, dcls_version, replace_depthwise_dcls
+from audiosweep.models.registry import register_model
 from audiosweep.models.stem import audio_patch_stem
 
 LAYER_SCALE_INIT = 1e-6
+AUDIOSET_CLASSES = 527
+# The paper's setting (Table 1: DCLS-Gauss, 23x23 dilated kernel, 26 elements; drop path 0.4)
+# is stated once, as the trial config's defaults.
+_PAPER = ModelConfig()
+
+
+def register_backbone(
+    *, family: str, description: str
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Register ``fn(num_classes, drop_path_rate, **options) -> DSC model``; the DCLS cases are
+    the same model after `replace_depthwise_dcls`."""
+
+    def decorator(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        @functools.wraps(fn)
+        def build(
+            *,
+            num_classes: int,
+            conv: str = "dsc",
+            drop_path_rate: float = _PAPER.drop_path_rate,
+            dilated_kernel_size: int = _PAPER.dilated_kernel_size,
+            kernel_count: int = _PAPER.kernel_count,
+            dcls_impl: str = _PAPER.dcls_impl,
+            **options,
+        ) -> nn.Module:
+            model = fn(num_classes, drop_path_rate, **options)
+            if conv != "dsc":
+                replace_depthwise_dcls(
+                    model,
+                    dcls_version(conv),
+                    dilated_kernel_size=dilated_kernel_size,
+                    kernel_count=kernel_count,
+                    impl=dcls_impl,
+                )
+            return model
+
+        return register_model(
+            family=family,
+            description=description,
+            conv_types=CONV_TYPES,
+            num_classes=AUDIOSET_CLASSES,
+        )(build)
+
+    return decorator
 
 
 def _convnext(variant: str, num_classes: int, drop_path_rate: float, **options) -> nn.Module:
@@ -53,17 +101,17 @@ def _fastvit(variant: str, num_classes: int, drop_path_rate: float, **options) -
     return model
 
 
-@register_backbone("convnext_tiny", family="convnext", description="ConvNeXt-T (paper)")
+@register_backbone(family="convnext", description="ConvNeXt-T (paper)")
 def convnext_tiny(num_classes: int, drop_path_rate: float, **options) -> nn.Module:
     return _convnext("convnext_tiny", num_classes, drop_path_rate, **options)
 
 
-@register_backbone("convnext_atto", family="convnext", description="ConvNeXt-atto (CPU variant)")
+@register_backbone(family="convnext", description="ConvNeXt-atto (CPU variant)")
 def convnext_atto(num_classes: int, drop_path_rate: float, **options) -> nn.Module:
     return _convnext("convnext_atto", num_classes, drop_path_rate, **options)
 
 
-@register_backbone("convformer_s18", family="convformer", description="ConvFormer-S18 (paper)")
+@register_backbone(family="convformer", description="ConvFormer-S18 (paper)")
 def convformer_s18(num_classes: int, drop_path_rate: float, **options) -> nn.Module:
     model = timm.create_model(
         "convformer_s18",
@@ -77,28 +125,31 @@ def convformer_s18(num_classes: int, drop_path_rate: float, **options) -> nn.Mod
 
 
 @register_backbone(
-    "convformer_atto",
     family="convformer",
     description="ConvFormer, depths 2-2-6-2, widths 32-256 (CPU variant)",
 )
 def convformer_atto(num_classes: int, drop_path_rate: float, **options) -> nn.Module:
+    return _small_convformer(num_classes, drop_path_rate, **{"depths": (2, 2, 6, 2), **options})
+
+
+def _small_convformer(num_classes: int, drop_path_rate: float, **options) -> nn.Module:
     model = MetaFormer(
         in_chans=1,
         num_classes=num_classes,
         token_mixers=SepConv,
         norm_layers=LayerNorm2dNoBias,
         drop_path_rate=drop_path_rate,
-        **{"depths": (2, 2, 6, 2), "dims": (32, 64, 128, 256), **options},
+        **{"dims": (32, 64, 128, 256), **options},
     )
     return _convformer(model)
 
 
-@register_backbone("fastvit_sa24", family="fastvit", description="FastViT-SA24 (paper)")
+@register_backbone(family="fastvit", description="FastViT-SA24 (paper)")
 def fastvit_sa24(num_classes: int, drop_path_rate: float, **options) -> nn.Module:
     return _fastvit("fastvit_sa24", num_classes, drop_path_rate, **options)
 
 
-@register_backbone("fastvit_t8", family="fastvit", description="FastViT-T8 (CPU variant)")
+@register_backbone(family="fastvit", description="FastViT-T8 (CPU variant)")
 def fastvit_t8(num_classes: int, drop_path_rate: float, **options) -> nn.Module:
     return _fastvit("fastvit_t8", num_classes, drop_path_rate, **options)
 
@@ -111,7 +162,6 @@ MICRO_WIDTHS = (32, 64, 128, 256)
 
 
 @register_backbone(
-    "convnext_micro",
     family="convnext",
     description="ConvNeXt, depths 1-1-3-1, widths 32-256 (demo)",
 )
@@ -121,18 +171,15 @@ def convnext_micro(num_classes: int, drop_path_rate: float, **options) -> nn.Mod
 
 
 @register_backbone(
-    "convformer_micro",
     family="convformer",
     description="ConvFormer, depths 1-1-3-1, widths 32-256 (demo)",
 )
 def convformer_micro(num_classes: int, drop_path_rate: float, **options) -> nn.Module:
     options = {"depths": MICRO_DEPTHS, "dims": MICRO_WIDTHS, **options}
-    return convformer_atto(num_classes, drop_path_rate, **options)
+    return _small_convformer(num_classes, drop_path_rate, **options)
 
 
-@register_backbone(
-    "fastvit_micro", family="fastvit", description="FastViT, depths 1-1-2-1, widths 32-256 (demo)"
-)
+@register_backbone(family="fastvit", description="FastViT, depths 1-1-2-1, widths 32-256 (demo)")
 def fastvit_micro(num_classes: int, drop_path_rate: float, **options) -> nn.Module:
     options = {"layers": (1, 1, 2, 1), "embed_dims": MICRO_WIDTHS, **options}
     return _fastvit("fastvit_t8", num_classes, drop_path_rate, **options)

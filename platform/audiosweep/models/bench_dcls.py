@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from audiosweep.models.dcls_substitution import position_layers
-from audiosweep.models.registry import create_model, get_arch
+from audiosweep.models.factory import create_model, get_arch
 
 MODES = ("inference", "train")
 

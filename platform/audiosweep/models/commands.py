@@ -56,7 +56,7 @@ def register(sub, bench) -> None:
 
 def _models(args: argparse.Namespace) -> int:
     from audiosweep.models.dcls_substitution import count_dcls_positions
-    from audiosweep.models.registry import count_parameters, create_model, get_arch, list_archs
+    from audiosweep.models.factory import count_parameters, create_model, get_arch, list_archs
 
     archs = list_archs(args.arch)
     if not archs:
@@ -70,7 +70,7 @@ def _models(args: argparse.Namespace) -> int:
         for conv in spec.conv_types:
             model = create_model(arch, conv, num_classes=args.num_classes)
             classes = spec.num_classes if args.num_classes is None else args.num_classes
-            note = _notes(arch, model)
+            note = "; ".join(filter(None, [spec.description, _notes(arch, model)]))
             print(
                 f"{arch:16s} {conv:14s} {classes:7d} {count_parameters(model):12,d} "
                 f"{count_dcls_positions(model):11,d}  {note}"
@@ -82,7 +82,7 @@ def _notes(arch: str, model) -> str:
     if arch != "sp4asc":
         return ""
     from audiosweep.models.batchnorm_fold import fold_batchnorm
-    from audiosweep.models.registry import count_parameters
+    from audiosweep.models.factory import count_parameters
     from audiosweep.models.sp4asc import report_parameter_count
 
     return (
@@ -93,7 +93,7 @@ def _notes(arch: str, model) -> str:
 
 def _export(args: argparse.Namespace) -> int:
     from audiosweep.models.export import export_folded_fp16
-    from audiosweep.models.registry import create_model
+    from audiosweep.models.factory import create_model
 
     options = {} if args.n_mels is None else {"n_mels": args.n_mels}
     model = create_model("sp4asc", args.conv, num_classes=args.num_classes, **options)

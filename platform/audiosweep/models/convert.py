@@ -132,7 +132,7 @@ def convert_state_dict(
 
 def model_shapes(arch: str, conv: str, **model_options: Any) -> dict[str, torch.Size]:
     """State dict key -> shape of ``create_model(arch, conv, ...)``, built without memory."""
-    from audiosweep.models.registry import create_model
+    from audiosweep.models.factory import create_model
 
     with torch.device("meta"):
         model = create_model(arch, conv, **model_options)
@@ -148,7 +148,7 @@ def convert_checkpoint(
     ema: bool = False,
 ) -> Conversion:
     """Like `convert_state_dict`, against the keys and shapes of a given model (`target`)."""
-    from audiosweep.models.registry import get_arch
+    from audiosweep.models.factory import get_arch
 
     family = get_arch(arch).family
     weights = unwrap_checkpoint(checkpoint, source, ema=ema)

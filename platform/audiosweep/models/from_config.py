@@ -7,7 +7,7 @@ from typing import Any
 from torch import nn
 
 from audiosweep.config import TrialConfig
-from audiosweep.models.registry import create_model, get_arch
+from audiosweep.models.factory import create_model, get_arch
 
 
 def model_kwargs(cfg: TrialConfig) -> dict[str, Any]:

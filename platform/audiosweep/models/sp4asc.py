@@ -18,6 +18,8 @@ import torch
 from DCLS.construct.modules import Dcls1d
 from torch import nn
 
+from audiosweep.models.registry import register_model
+
 CHANNELS = (64, 128, 128, 128)
 DCLS_VERSIONS = {"dcls_gauss": "gauss", "dcls_bilinear": "v1"}
 CONV_TYPES = ("dsc", *DCLS_VERSIONS)
@@ -236,6 +238,29 @@ def build_sp4asc(
         kernel_count=kernel_count,
         dropout=dropout,
     )
+
+
+@register_model(
+    family="sp4asc",
+    description="SP4ASC separable CNN6 (DCASE 2021 task 1a)",
+    conv_types=CONV_TYPES,
+    num_classes=10,
+    drop_path=False,
+    takes_n_mels=True,
+)
+def sp4asc(
+    *,
+    num_classes: int,
+    conv: str = "dsc",
+    dcls_impl: str | None = None,
+    drop_path_rate: float | None = None,
+    **options: Any,
+) -> nn.Module:
+    """`build_sp4asc` as a registered architecture. ``dcls_impl`` does not apply: SP4ASC's
+    channel-wise DCLS layers are dcls's own Dcls1d."""
+    if drop_path_rate is not None:
+        raise ValueError("sp4asc has no drop path: drop_path_rate must not be set")
+    return build_sp4asc(num_classes=num_classes, conv=conv, **options)
 
 
 def report_parameter_count(model: nn.Module) -> int:
