@@ -149,3 +149,21 @@ def test_sweep_dry_run_lists_trials_and_dropped_variants_without_starting_anythi
     assert f"{len(trial_lines)} trials" in header
     assert all("parameters >" in line for line in dropped)
     assert "model.dilated_kernel_size=" in out
+
+
+def test_unknown_architecture_pattern(tmp_path):
+    result = run_cli(["models", "--arch", "resnet*"], tmp_path)
+    assert_one_line_error(result, "no architecture matches 'resnet*'")
+
+
+def test_export_of_a_checkpoint_that_does_not_fit(tmp_path):
+    import torch
+
+    checkpoint = tmp_path / "other.pt"
+    torch.save({"fc.weight": torch.zeros(2, 2)}, checkpoint)
+    result = run_cli(
+        ["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "m.safetensors")],
+        tmp_path,
+    )
+    assert_one_line_error(result, f"{checkpoint} does not fit sp4asc/dsc")
+    assert not (tmp_path / "m.safetensors").exists()

@@ -19,3 +19,7 @@ class UserError(Exception):
 
 class ClusterError(UserError):
     """The Ray cluster cannot be reached or cannot ever run the work asked of it."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint that is missing, unreadable, or does not fit the model asked for."""

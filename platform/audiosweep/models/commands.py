@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+
+from audiosweep.config import ConfigError
+from audiosweep.errors import CheckpointError
 
 
 def register(sub, bench) -> None:
@@ -60,8 +62,9 @@ def _models(args: argparse.Namespace) -> int:
 
     archs = list_archs(args.arch)
     if not archs:
-        print(f"no architecture matches {args.arch!r}", file=sys.stderr)
-        return 2
+        raise ConfigError(
+            f"no architecture matches {args.arch!r}; `audiosweep models` without --arch lists them"
+        )
     print(
         f"{'arch':16s} {'conv':14s} {'classes':>7s} {'parameters':>12s} {'dcls P+SIG':>11s}  notes"
     )
@@ -102,11 +105,9 @@ def _export(args: argparse.Namespace) -> int:
         try:
             model.load_state_dict(state)
         except RuntimeError as error:
-            print(
-                f"export: {args.checkpoint} does not fit sp4asc/{args.conv}: {error}",
-                file=sys.stderr,
-            )
-            return 2
+            raise CheckpointError(
+                f"{args.checkpoint} does not fit sp4asc/{args.conv}: {error}"
+            ) from error
     info = export_folded_fp16(model.eval(), args.out)
     print(json.dumps(info, indent=2))
     return 0
