@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 AUDIOSWEEP = Path(sys.executable).parent / "audiosweep"
-
-
-def _dead_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_cli(args: list[str], tmp_path: Path, **env_extra: str) -> subprocess.CompletedProcess:
@@ -100,7 +95,8 @@ def test_sample_rate_mismatch(tmp_path, smoke_dataset):
 
 @pytest.mark.parametrize("command", ["train", "sweep"])
 def test_unreachable_mlflow_server(tmp_path, smoke_dataset, command):
-    uri = f"http://127.0.0.1:{_dead_port()}"
+    # A port just freed: nothing listens there.
+    uri = f"http://127.0.0.1:{free_port()}"
     args = ["train"] if command == "train" else ["sweep", "grid"]
     result = run_cli(
         [*args, "--preset", "smoke", f"data.path={smoke_dataset}"],
@@ -119,7 +115,7 @@ def test_unreachable_cluster(tmp_path, smoke_dataset):
             f"data.path={smoke_dataset}",
             "--no-track",
             "--address",
-            f"127.0.0.1:{_dead_port()}",
+            f"127.0.0.1:{free_port()}",
         ],
         tmp_path,
     )

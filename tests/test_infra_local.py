@@ -13,16 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 UP = REPO / "infra" / "local" / "up.sh"
 DOWN = REPO / "infra" / "local" / "down.sh"
 VENV_BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _parse_exports(text: str) -> dict[str, str]:
@@ -106,10 +102,10 @@ def _run(cmd: list[str], env: dict[str, str], timeout: float) -> subprocess.Comp
 def test_up_is_healthy_loopback_idempotent_and_down_stops_it(tmp_path: Path) -> None:
     state = tmp_path / "infra-state"
     ports = {
-        "AUDIOSWEEP_RAY_PORT": _free_port(),
-        "AUDIOSWEEP_RAY_CLIENT_PORT": _free_port(),
-        "AUDIOSWEEP_DASHBOARD_PORT": _free_port(),
-        "AUDIOSWEEP_MLFLOW_PORT": _free_port(),
+        "AUDIOSWEEP_RAY_PORT": free_port(),
+        "AUDIOSWEEP_RAY_CLIENT_PORT": free_port(),
+        "AUDIOSWEEP_DASHBOARD_PORT": free_port(),
+        "AUDIOSWEEP_MLFLOW_PORT": free_port(),
     }
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
     env.update({k: str(v) for k, v in ports.items()}, AUDIOSWEEP_STATE=str(state))
@@ -222,7 +218,7 @@ def test_up_refuses_a_busy_port_before_starting_anything(
         "AUDIOSWEEP_DASHBOARD_PORT",
         "AUDIOSWEEP_MLFLOW_PORT",
     ):
-        env[name] = str(_free_port())
+        env[name] = str(free_port())
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -238,8 +234,8 @@ def test_up_refuses_ray_ports_in_the_worker_port_range(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUDIOSWEEP_")}
     env.update(
         AUDIOSWEEP_STATE=str(tmp_path / "s"),
-        AUDIOSWEEP_RAY_PORT=str(_free_port()),
-        AUDIOSWEEP_RAY_CLIENT_PORT=str(_free_port()),
+        AUDIOSWEEP_RAY_PORT=str(free_port()),
+        AUDIOSWEEP_RAY_CLIENT_PORT=str(free_port()),
         AUDIOSWEEP_DASHBOARD_PORT="12345",
     )
     result = _run(["bash", str(UP)], env, timeout=60)

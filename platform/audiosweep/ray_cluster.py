@@ -6,10 +6,6 @@ import contextlib
 import os
 from collections.abc import Iterator
 
-# Ray Data starts this many Parquet footer readers per read; its default (32) swamps small
-# machines, and one or two are plenty for a handful of shards (DESIGN.md).
-DATA_ENV = {"RAY_DATA_PARQUET_FOOTER_NUM_ACTORS": "2"}
-
 
 def connect(
     address: str | None = None, *, num_cpus: int | None = None, worker_logs: bool = True
@@ -23,14 +19,11 @@ def connect(
     if ray.is_initialized():
         return
     quiet_data_progress()
-    for key, value in DATA_ENV.items():
-        os.environ.setdefault(key, value)
-    runtime_env = {"env_vars": {k: os.environ[k] for k in DATA_ENV}}
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         check_reachable(address)
         try:
-            ray.init(address=address, runtime_env=runtime_env, log_to_driver=worker_logs)
+            ray.init(address=address, log_to_driver=worker_logs)
         except ConnectionError as err:
             from audiosweep.errors import ClusterError
 
@@ -45,7 +38,6 @@ def connect(
             num_cpus=num_cpus,
             include_dashboard=False,
             log_to_driver=worker_logs,
-            runtime_env=runtime_env,
             _node_ip_address="127.0.0.1",
         )
 
