@@ -17,8 +17,8 @@ from audiosweep.models.sp4asc import (
     AxisDcls1d,
     MelAffine,
     SeparableConv2d,
-    build_sp4asc,
     report_parameter_count,
+    sp4asc,
 )
 
 FP16_DATA_BYTES = 62_474 * 2  # the report's "122 KB"
@@ -48,7 +48,7 @@ def log_mel(*shape: int, seed: int = 0) -> torch.Tensor:
 
 
 def test_parameter_counts_match_report():
-    model = build_sp4asc()
+    model = sp4asc()
     # The report's 64,330 counts 4 values per BatchNorm channel (its section 2.2):
     # 62,922 learnable + 1,408 running means and variances (256 mel bins + 448 channels, x2).
     assert unique_parameters(model) == 62_922
@@ -127,14 +127,14 @@ def test_axis_dcls_equals_library_dcls1d_row_by_row(axis):
 @pytest.mark.parametrize("conv", ["dsc", "dcls_gauss", "dcls_bilinear"])
 def test_folded_eval_output_equals_unfolded(conv):
     torch.manual_seed(0)
-    model = randomize_batchnorms(build_sp4asc(conv=conv)).eval()
+    model = randomize_batchnorms(sp4asc(conv=conv)).eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     folded = fold_batchnorm(model)
     x = log_mel(2, 1, 256, 48)
     with torch.no_grad():
         expected, got = model(x), folded(x)
         # The statistics matter: default ones give a different output.
-        default_stats = build_sp4asc(conv=conv).eval()
+        default_stats = sp4asc(conv=conv).eval()
         default_stats.load_state_dict(before)
         for m in default_stats.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
@@ -149,7 +149,7 @@ def test_folded_eval_output_equals_unfolded(conv):
 
 def test_fp16_export_size_and_round_trip(tmp_path):
     torch.manual_seed(0)
-    model = randomize_batchnorms(build_sp4asc()).eval()
+    model = randomize_batchnorms(sp4asc()).eval()
     info = export_folded_fp16(model, tmp_path / "sp4asc.safetensors")
     assert info["parameters"] == 62_474
     assert info["bytes"] == (tmp_path / "sp4asc.safetensors").stat().st_size
@@ -174,7 +174,7 @@ def test_fp16_export_size_and_round_trip(tmp_path):
 
 def test_fp16_export_round_trip_dcls(tmp_path):
     torch.manual_seed(0)
-    model = randomize_batchnorms(build_sp4asc(conv="dcls_gauss", n_mels=128)).eval()
+    model = randomize_batchnorms(sp4asc(conv="dcls_gauss", n_mels=128)).eval()
     info = export_folded_fp16(model, tmp_path / "dcls.safetensors")
     loaded = load_folded_fp16(info["path"])
     assert (
@@ -187,7 +187,7 @@ def test_fp16_export_round_trip_dcls(tmp_path):
 
 
 def test_export_refuses_values_beyond_float16_and_writes_nothing(tmp_path):
-    model = build_sp4asc()
+    model = sp4asc()
     with torch.no_grad():
         model.head[1].weight[0, 0] = 1e6
     target = tmp_path / "too-big.safetensors"
@@ -208,7 +208,7 @@ def test_load_rejects_file_without_export_metadata(tmp_path):
     ("shape", "num_classes"), [((2, 1, 256, 431), 10), ((2, 1, 128, 1001), 527)]
 )
 def test_output_shapes(conv, shape, num_classes):
-    model = build_sp4asc(num_classes=num_classes, conv=conv, n_mels=shape[2]).eval()
+    model = sp4asc(num_classes=num_classes, conv=conv, n_mels=shape[2]).eval()
     with torch.inference_mode():
         y = model(log_mel(*shape))
     assert y.shape == (shape[0], num_classes)
@@ -216,7 +216,7 @@ def test_output_shapes(conv, shape, num_classes):
 
 
 def test_dcls_positions_are_learned():
-    model = build_sp4asc(conv="dcls_gauss", n_mels=32).train()
+    model = sp4asc(conv="dcls_gauss", n_mels=32).train()
     model(log_mel(2, 1, 32, 32)).square().sum().backward()
     for branch in (model.blocks[1].conv.time, model.blocks[1].conv.freq):
         assert isinstance(branch, Dcls1d)
@@ -225,7 +225,7 @@ def test_dcls_positions_are_learned():
 
 
 def test_bad_input_and_options_are_named():
-    model = build_sp4asc()
+    model = sp4asc()
     with pytest.raises(ValueError, match=r"\(B, 1, 256, frames\).*\(2, 256, 431\)"):
         model(torch.zeros(2, 256, 431))
     with pytest.raises(ValueError, match=r"\(2, 1, 128, 431\)"):
@@ -233,6 +233,6 @@ def test_bad_input_and_options_are_named():
     with pytest.raises(ValueError, match="at least 16 frames"):
         model(torch.zeros(2, 1, 256, 8))
     with pytest.raises(ValueError, match="conv must be one of"):
-        build_sp4asc(conv="dcls_unknown")
+        sp4asc(conv="dcls_unknown")
     with pytest.raises(ValueError, match="dilated_kernel_size must be odd"):
-        build_sp4asc(conv="dcls_gauss", dilated_kernel_size=6)
+        sp4asc(conv="dcls_gauss", dilated_kernel_size=6)

@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from audiosweep.models.batchnorm_fold import fold_batchnorm, is_folded
-from audiosweep.models.sp4asc import SP4ASC, build_sp4asc
+from audiosweep.models.sp4asc import SP4ASC, sp4asc
 
 FORMAT = "audiosweep-folded-fp16"
 FORMAT_VERSION = "1"
@@ -80,7 +80,7 @@ def load_folded_fp16(
             f"load_folded_fp16: {path} has format_version {metadata.get('format_version')!r}, "
             f"this code reads {FORMAT_VERSION!r}"
         )
-    model = fold_batchnorm(build_sp4asc(**json.loads(metadata["config"])))
+    model = fold_batchnorm(sp4asc(**json.loads(metadata["config"])))
     try:
         model.load_state_dict({name: t.to(dtype) for name, t in tensors.items()}, strict=True)
     except RuntimeError as error:

@@ -214,32 +214,6 @@ class SP4ASC(nn.Module):
         return self.head(x)
 
 
-def build_sp4asc(
-    num_classes: int = 10,
-    conv: str = "dsc",
-    *,
-    n_mels: int = 256,
-    dilated_kernel_size: int = 7,
-    kernel_count: int = 3,
-    dropout: float = 0.2,
-    **_: Any,
-) -> nn.Module:
-    """SP4ASC for (B, 1, n_mels, frames) log-mels; conv in `CONV_TYPES`.
-
-    The DCLS options apply to `dcls_*` only; the default span of 7 bins with 3 taps is
-    comparable to the 3-tap convolution dilated by 2 (span 5). Other keyword arguments are
-    accepted and ignored so a shared registry can pass backbone options.
-    """
-    return SP4ASC(
-        num_classes=num_classes,
-        conv=conv,
-        n_mels=n_mels,
-        dilated_kernel_size=dilated_kernel_size,
-        kernel_count=kernel_count,
-        dropout=dropout,
-    )
-
-
 @register_model(
     family="sp4asc",
     description="SP4ASC separable CNN6 (DCASE 2021 task 1a)",
@@ -250,17 +224,19 @@ def build_sp4asc(
 )
 def sp4asc(
     *,
-    num_classes: int,
+    num_classes: int = 10,
     conv: str = "dsc",
     dcls_impl: str | None = None,
     drop_path_rate: float | None = None,
     **options: Any,
-) -> nn.Module:
-    """`build_sp4asc` as a registered architecture. ``dcls_impl`` does not apply: SP4ASC's
-    channel-wise DCLS layers are dcls's own Dcls1d."""
+) -> SP4ASC:
+    """SP4ASC for (B, 1, n_mels, frames) log-mels; options are `SP4ASC`'s (n_mels, the DCLS
+    span and count, dropout). The default DCLS span of 7 bins with 3 taps is comparable to the
+    3-tap convolution dilated by 2 (span 5). ``dcls_impl`` does not apply: SP4ASC's channel-wise
+    DCLS layers are dcls's own Dcls1d."""
     if drop_path_rate is not None:
         raise ValueError("sp4asc has no drop path: drop_path_rate must not be set")
-    return build_sp4asc(num_classes=num_classes, conv=conv, **options)
+    return SP4ASC(num_classes=num_classes, conv=conv, **options)
 
 
 def report_parameter_count(model: nn.Module) -> int:
