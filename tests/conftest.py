@@ -1,7 +1,6 @@
-"""Shared fixtures: a real Ray head on 127.0.0.1, started once per test session.
-
-The head runs as `ray start --head --block` in its own process group so that teardown can stop
-exactly this cluster (never `ray stop`, which kills every Ray process on the host).
+"""Shared fixtures: a real Ray head and MLflow server on 127.0.0.1, started once per test
+session by infra/local/up.sh and stopped by infra/local/down.sh, which stop exactly those
+processes (never `ray stop`, which kills every Ray process on the host).
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -43,70 +41,72 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_for_head(port: int, proc: subprocess.Popen, log: Path, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"ray start exited early ({proc.returncode}):\n{log.read_text()}")
-        status = subprocess.run(
-            [str(VENV_BIN / "ray"), "status", f"--address=127.0.0.1:{port}"],
-            capture_output=True,
-            text=True,
-        )
-        if status.returncode == 0 and "CPU" in status.stdout:
-            return
-        time.sleep(1.0)
-    raise TimeoutError(f"Ray head on port {port} not up after {timeout}s:\n{log.read_text()}")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def parse_exports(text: str) -> dict[str, str]:
+    """The `export NAME=value` lines that infra/local/up.sh and infra/sim/up.sh print."""
+    return dict(
+        line[len("export ") :].split("=", 1)
+        for line in text.splitlines()
+        if line.startswith("export ")
+    )
 
 
 @pytest.fixture(scope="session")
-def ray_head() -> dict:
-    """Start a 2-CPU Ray head with dashboard/job server on loopback; yield its addresses."""
-    port, dash_port = free_port(), free_port()
-    log = _SESSION_ROOT / "ray-head.log"
-    cmd = [
-        str(VENV_BIN / "ray"),
-        "start",
-        "--head",
-        "--block",
-        "--node-ip-address=127.0.0.1",
-        f"--port={port}",
-        "--num-cpus=2",
-        "--num-gpus=0",
-        "--include-dashboard=true",
-        "--dashboard-host=127.0.0.1",
-        f"--dashboard-port={dash_port}",
+def local_services() -> dict[str, str]:
+    """The Ray head (2 CPUs, dashboard/job server) and MLflow server of this test session,
+    started by infra/local/up.sh, the launcher users run, on free ports with the session's
+    folder as its state (so Ray's temp dir is RAY_TMPDIR); stopped by infra/local/down.sh."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+    env.update(
+        AUDIOSWEEP_STATE=str(_SESSION_ROOT),
+        AUDIOSWEEP_VENV_BIN=str(VENV_BIN),
+        AUDIOSWEEP_NUM_CPUS="2",
+        AUDIOSWEEP_NUM_GPUS="0",
         # Free ports instead of Ray's fixed defaults, which another Ray instance on the host
         # (e.g. `make up`) may hold: a dashboard agent that cannot bind refuses job submission.
-        f"--dashboard-agent-listen-port={free_port()}",
-        f"--dashboard-agent-grpc-port={free_port()}",
-        f"--runtime-env-agent-port={free_port()}",
-        f"--metrics-export-port={free_port()}",
-        f"--ray-client-server-port={free_port()}",
-        f"--temp-dir={os.environ['RAY_TMPDIR']}",
-        "--disable-usage-stats",
-    ]
-    # As infra/local/up.sh: idle workers kept for Ray Data tasks, no preemption watcher on a
-    # single local node (both only save CPU; processes inherit the head's environment).
-    env = {
-        **os.environ,
-        "RAY_num_workers_soft_limit": "32",
-        "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
-    }
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env
-        )
+        **{
+            name: str(free_port())
+            for name in (
+                "AUDIOSWEEP_RAY_PORT",
+                "AUDIOSWEEP_RAY_CLIENT_PORT",
+                "AUDIOSWEEP_DASHBOARD_PORT",
+                "AUDIOSWEEP_MLFLOW_PORT",
+                "AUDIOSWEEP_RAY_AGENT_GRPC_PORT",
+                "AUDIOSWEEP_RAY_RUNTIME_ENV_PORT",
+                "AUDIOSWEEP_RAY_METRICS_PORT",
+            )
+        },
+    )
+    assert Path(os.environ["RAY_TMPDIR"]) == _SESSION_ROOT / "ray"
     try:
-        _wait_for_head(port, proc, log)
-        yield {
-            "address": f"127.0.0.1:{port}",
-            "dashboard": f"http://127.0.0.1:{dash_port}",
-            "pid": proc.pid,
-        }
+        up = subprocess.run(
+            ["bash", str(REPO / "infra" / "local" / "up.sh"), "--exports-only"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert up.returncode == 0, up.stderr[-4000:]
+        yield parse_exports(up.stdout)
     finally:
-        _stop_process_group(proc)
+        subprocess.run(
+            ["bash", str(REPO / "infra" / "local" / "down.sh")],
+            env=env,
+            capture_output=True,
+            timeout=180,
+        )
         _kill_strays(str(_SESSION_ROOT))
+
+
+@pytest.fixture(scope="session")
+def ray_head(local_services: dict[str, str]) -> dict:
+    """The session's Ray head: GCS address and dashboard (job server) URL."""
+    return {
+        "address": local_services["AUDIOSWEEP_RAY_GCS_ADDRESS"],
+        "dashboard": local_services["RAY_ADDRESS"],
+    }
 
 
 def _kill_strays(marker: str) -> None:
@@ -122,16 +122,6 @@ def _kill_strays(marker: str) -> None:
         if marker in cmdline:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(int(entry.name), signal.SIGKILL)
-
-
-def _stop_process_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        pass
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -188,45 +178,6 @@ def run_cli(
 
 
 @pytest.fixture(scope="session")
-def mlflow_server() -> str:
-    """A real MLflow tracking server on 127.0.0.1 (SQLite backend, artifacts served over HTTP)."""
-    import urllib.request
-
-    port = free_port()
-    state = _SESSION_ROOT / "mlflow"
-    state.mkdir(exist_ok=True)
-    log = state / "server.log"
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    cmd = [
-        str(VENV_BIN / "mlflow"),
-        "server",
-        "--host=127.0.0.1",
-        f"--port={port}",
-        "--workers=1",
-        f"--backend-store-uri=sqlite:///{state / 'mlflow.db'}",
-        "--serve-artifacts",
-        f"--artifacts-destination={state / 'artifacts'}",
-    ]
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"mlflow server exited early:\n{log.read_text()}")
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"mlflow server not healthy after 120 s:\n{log.read_text()}")
-            time.sleep(1.0)
-        yield uri
-    finally:
-        _stop_process_group(proc)
+def mlflow_server(local_services: dict[str, str]) -> str:
+    """The session's MLflow tracking server (SQLite backend, artifacts served over HTTP)."""
+    return local_services["MLFLOW_TRACKING_URI"]

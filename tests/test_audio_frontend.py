@@ -9,10 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-from audiosweep.audio import AUDIOSET_MEAN, AUDIOSET_STD, FrontEnd, FrontEndConfig, RandomErasing
+from audiosweep.audio import AUDIOSET_MEAN, AUDIOSET_STD, FrontEnd, RandomErasing
+from audiosweep.config import AudioConfig, ConfigError
 
 
-def _numpy_logmel(wave: np.ndarray, cfg: FrontEndConfig) -> np.ndarray:
+def _numpy_logmel(wave: np.ndarray, cfg: AudioConfig) -> np.ndarray:
     """Centred STFT (periodic Hann, reflect padding), power, HTK mel triangles, 10 log10."""
     n_fft, hop = cfg.n_fft, cfg.hop_length
     padded = np.pad(wave, n_fft // 2, mode="reflect")
@@ -50,7 +51,7 @@ def test_ten_seconds_give_128_by_1001():
 
 
 def test_values_match_numpy_reference_and_normalisation():
-    cfg = FrontEndConfig()
+    cfg = AudioConfig()
     wave = np.random.default_rng(0).standard_normal((2, 8000)).astype(np.float32) * 0.1
     out = FrontEnd(cfg).eval()(torch.from_numpy(wave)).numpy()
     for i in range(2):
@@ -60,12 +61,12 @@ def test_values_match_numpy_reference_and_normalisation():
 
 
 def test_config_changes_shape_and_statistics():
-    cfg = FrontEndConfig(sample_rate=16_000, n_fft=512, hop_length=160, n_mels=64, f_max=8000)
+    cfg = AudioConfig(sample_rate=16_000, n_fft=512, hop_length=160, n_mels=64, f_max=8000)
     wave = torch.randn(3, 16_000) * 0.1
     out = FrontEnd(cfg).eval()(wave)
     assert out.shape == (3, 1, 64, cfg.num_frames(16_000)) == (3, 1, 64, 101)
-    raw = FrontEnd(FrontEndConfig(**{**cfg.__dict__, "mean": 0.0, "std": 1.0})).eval()(wave)
-    shifted = FrontEnd(FrontEndConfig(**{**cfg.__dict__, "mean": -5.0, "std": 2.0})).eval()(wave)
+    raw = FrontEnd(AudioConfig(**{**cfg.__dict__, "mean": 0.0, "std": 1.0})).eval()(wave)
+    shifted = FrontEnd(AudioConfig(**{**cfg.__dict__, "mean": -5.0, "std": 2.0})).eval()(wave)
     torch.testing.assert_close(shifted, (raw + 5.0) / 2.0)
 
 
@@ -78,10 +79,10 @@ def test_accepts_channel_axis_and_rejects_bad_shapes():
 
 
 def test_bad_config_is_rejected():
-    with pytest.raises(ValueError, match="f_max"):
-        FrontEndConfig(f_max=20_000)  # above Nyquist of 32 kHz
-    with pytest.raises(ValueError, match="std"):
-        FrontEndConfig(std=0.0)
+    with pytest.raises(ConfigError, match="f_max"):
+        AudioConfig(f_max=20_000)  # above Nyquist of 32 kHz
+    with pytest.raises(ConfigError, match="std"):
+        AudioConfig(std=0.0)
 
 
 class _ZeroFrames(nn.Module):

@@ -9,8 +9,9 @@ import pytest
 import torch
 import torchaudio.transforms as T
 
-from audiosweep.audio import FrontEndConfig, compute_stats
+from audiosweep.audio import compute_stats
 from audiosweep.audio.commands import format_stats, register
+from audiosweep.config import AudioConfig
 
 
 def _waves(n: int, length: int, seed: int) -> np.ndarray:
@@ -56,7 +57,7 @@ def test_max_clips_truncates_inside_a_batch_and_stops_reading():
 def test_stats_ignore_configured_normalisation():
     waves = _waves(2, 16_000, seed=2)
     plain = compute_stats([{"waveform": waves}])
-    other = compute_stats([{"waveform": waves}], FrontEndConfig(mean=-50.0, std=3.0))
+    other = compute_stats([{"waveform": waves}], AudioConfig(mean=-50.0, std=3.0))
     assert other == pytest.approx(plain, rel=1e-9)
 
 

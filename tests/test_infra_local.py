@@ -13,21 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port
+from conftest import free_port, parse_exports
 
 REPO = Path(__file__).resolve().parents[1]
 UP = REPO / "infra" / "local" / "up.sh"
 DOWN = REPO / "infra" / "local" / "down.sh"
 VENV_BIN = Path(sys.executable).parent
-
-
-def _parse_exports(text: str) -> dict[str, str]:
-    exports = {}
-    for line in text.splitlines():
-        if line.startswith("export "):
-            key, _, value = line[len("export ") :].partition("=")
-            exports[key] = value
-    return exports
 
 
 def _proc_state(pid: int) -> str | None:
@@ -119,7 +110,7 @@ def test_up_is_healthy_loopback_idempotent_and_down_stops_it(tmp_path: Path) -> 
         up = _run(["bash", str(UP)], env, timeout=240)
         up_seconds = time.monotonic() - t0
         assert up.returncode == 0, f"up.sh failed:\n{up.stderr}"
-        exports = _parse_exports(up.stdout)
+        exports = parse_exports(up.stdout)
 
         # The exports name the loopback services and reuse the session's token.
         assert exports["RAY_ADDRESS"] == f"http://127.0.0.1:{dash}"
@@ -127,7 +118,7 @@ def test_up_is_healthy_loopback_idempotent_and_down_stops_it(tmp_path: Path) -> 
         assert exports["RAY_AUTH_MODE"] == "token"
         assert exports["RAY_AUTH_TOKEN"] == os.environ["RAY_AUTH_TOKEN"]
         assert (state / "mlflow_uri").read_text().strip() == exports["MLFLOW_TRACKING_URI"]
-        assert _parse_exports((state / "env.sh").read_text()) == exports
+        assert parse_exports((state / "env.sh").read_text()) == exports
         assert (state / "ray_auth_token").stat().st_mode & 0o077 == 0
 
         client_env = {**env, **exports}
@@ -175,7 +166,7 @@ def test_up_is_healthy_loopback_idempotent_and_down_stops_it(tmp_path: Path) -> 
 
         again = _run(["bash", str(UP)], env, timeout=120)
         assert again.returncode == 0, again.stderr
-        assert _parse_exports(again.stdout) == exports
+        assert parse_exports(again.stdout) == exports
         assert "already running" in again.stderr
         assert int((state / "run" / "ray.pid").read_text()) == ray_leader
         assert int((state / "run" / "mlflow.pid").read_text()) == mlflow_leader

@@ -17,20 +17,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import VENV_BIN, free_port
+from conftest import VENV_BIN, free_port, parse_exports
 from test_sweep_integration import _client, _runs
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[1]
 SIM = REPO / "infra" / "sim"
-
-
-def _exports(text: str) -> dict[str, str]:
-    return dict(
-        line[len("export ") :].split("=", 1)
-        for line in text.splitlines()
-        if line.startswith("export ")
-    )
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +44,7 @@ def sim_cluster(tmp_path_factory) -> dict[str, str]:
             ["bash", str(SIM / "up.sh")], env=env, capture_output=True, text=True, timeout=300
         )
         assert up.returncode == 0, up.stderr[-4000:]
-        yield {**env, **_exports(up.stdout)}
+        yield {**env, **parse_exports(up.stdout)}
     finally:
         down = subprocess.run(
             ["bash", str(SIM / "down.sh")], env=env, capture_output=True, text=True, timeout=180

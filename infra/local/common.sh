@@ -8,6 +8,8 @@
 #   AUDIOSWEEP_DASHBOARD_PORT   Ray dashboard / job submission port (default 8265)
 #   AUDIOSWEEP_MLFLOW_PORT      MLflow tracking server port (default 5000)
 #   AUDIOSWEEP_MLFLOW_WORKERS   MLflow server worker processes (default 1: SQLite backend)
+#   AUDIOSWEEP_RAY_AGENT_GRPC_PORT, AUDIOSWEEP_RAY_RUNTIME_ENV_PORT, AUDIOSWEEP_RAY_METRICS_PORT
+#                               Ray's agent and metrics ports (default: Ray's fixed ones)
 #   AUDIOSWEEP_NUM_CPUS         CPUs the Ray head offers (default: all cores)
 #   AUDIOSWEEP_NUM_GPUS         GPUs the Ray head offers (default: Ray's detection)
 #   AUDIOSWEEP_UP_TIMEOUT       seconds to wait for both services to be healthy (default 180)

@@ -123,6 +123,12 @@ else
     num_cpus="${AUDIOSWEEP_NUM_CPUS:-$(nproc)}"
     gpu_args=()
     [[ -z "${AUDIOSWEEP_NUM_GPUS:-}" ]] || gpu_args=("--num-gpus=$AUDIOSWEEP_NUM_GPUS")
+    # Ray's fixed default ports for its agents and metrics, unless given: a second head on the
+    # same machine (e.g. a test session next to `make up`) needs its own.
+    port_args=()
+    [[ -z "${AUDIOSWEEP_RAY_AGENT_GRPC_PORT:-}" ]] || port_args+=("--dashboard-agent-grpc-port=$AUDIOSWEEP_RAY_AGENT_GRPC_PORT")
+    [[ -z "${AUDIOSWEEP_RAY_RUNTIME_ENV_PORT:-}" ]] || port_args+=("--runtime-env-agent-port=$AUDIOSWEEP_RAY_RUNTIME_ENV_PORT")
+    [[ -z "${AUDIOSWEEP_RAY_METRICS_PORT:-}" ]] || port_args+=("--metrics-export-port=$AUDIOSWEEP_RAY_METRICS_PORT")
     # infra/sim/up.sh: Ray's fake multi-node autoscaler, which starts worker nodes as local
     # processes (children of the head's autoscaler, so in the head's process group) and needs
     # the head's GCS address in its provider config.
@@ -170,6 +176,7 @@ EOF
         --dashboard-agent-listen-port=0 \
         --num-cpus="$num_cpus" \
         "${gpu_args[@]}" \
+        "${port_args[@]}" \
         "${sim_args[@]}" \
         --temp-dir="$RAY_TMP" \
         --disable-usage-stats \

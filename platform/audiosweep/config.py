@@ -58,17 +58,45 @@ class DataConfig:
             )
 
 
+# Mean and std of the log-mel dB values of AudioSet (balanced train), as published with the paper.
+AUDIOSET_MEAN = -18.2696
+AUDIOSET_STD = 30.5735
+
+
 @dataclass
 class AudioConfig:
+    """The log-mel front end (`audio.frontend.FrontEnd` takes this section as it is)."""
+
     sample_rate: int = 32000
     n_fft: int = 1024
     hop_length: int = 320
+    win_length: int | None = None  # None: n_fft
     n_mels: int = 128
     f_min: float = 50.0
     f_max: float = 14000.0
+    top_db: float | None = None
     # AudioSet statistics of the reference implementation; `audiosweep stats` computes yours.
-    mean: float = -18.2696
-    std: float = 30.5735
+    mean: float = AUDIOSET_MEAN
+    std: float = AUDIOSET_STD
+
+    def __post_init__(self) -> None:
+        if self.std <= 0:
+            raise ConfigError(f"audio.std must be > 0, got {self.std}")
+        if not 0 <= self.f_min < self.f_max <= self.sample_rate / 2:
+            raise ConfigError(
+                f"need 0 <= audio.f_min < audio.f_max <= audio.sample_rate/2; got "
+                f"f_min={self.f_min}, f_max={self.f_max}, sample_rate={self.sample_rate}"
+            )
+        win = self.win_length or self.n_fft
+        if not 0 < win <= self.n_fft or self.hop_length <= 0:
+            raise ConfigError(
+                f"need 0 < audio.win_length <= audio.n_fft and audio.hop_length > 0; got "
+                f"win_length={win}, n_fft={self.n_fft}, hop_length={self.hop_length}"
+            )
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames the front end produces for ``num_samples`` (centred STFT)."""
+        return num_samples // self.hop_length + 1
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """On-device audio front end and augmentations (waveform, spectrogram, test-time)."""
 
-from audiosweep.audio.frontend import AUDIOSET_MEAN, AUDIOSET_STD, FrontEnd, FrontEndConfig
+from audiosweep.audio.frontend import AUDIOSET_MEAN, AUDIOSET_STD, FrontEnd
 from audiosweep.audio.spectrogram import RandomErasing, SpecAugment, test_time_augment
 from audiosweep.audio.stats import compute_stats
 from audiosweep.audio.waveform import (
@@ -8,21 +8,18 @@ from audiosweep.audio.waveform import (
     RandomRoll,
     SpeedPerturbation,
     WaveformAugment,
-    WaveformAugmentConfig,
 )
 
 __all__ = [
     "AUDIOSET_MEAN",
     "AUDIOSET_STD",
     "FrontEnd",
-    "FrontEndConfig",
     "PadOrTruncate",
     "RandomErasing",
     "RandomRoll",
     "SpecAugment",
     "SpeedPerturbation",
     "WaveformAugment",
-    "WaveformAugmentConfig",
     "compute_stats",
     "test_time_augment",
 ]

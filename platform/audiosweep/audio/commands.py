@@ -42,8 +42,6 @@ def format_stats(mean: float, std: float, clips: int, where: str) -> str:
 
 
 def _stats(args: argparse.Namespace) -> int:
-
-    from audiosweep.audio.frontend import FrontEndConfig
     from audiosweep.audio.stats import compute_stats
     from audiosweep.config import ConfigError, load_preset
     from audiosweep.data import DatasetInfo, iter_numpy_batches
@@ -69,8 +67,7 @@ def _stats(args: argparse.Namespace) -> int:
             yield batch
 
     # compute_stats measures without normalisation, whatever mean/std the preset holds.
-    config = FrontEndConfig.from_audio_config(cfg.audio)
-    mean, std = compute_stats(counted(), config, max_clips=args.max_clips)
+    mean, std = compute_stats(counted(), cfg.audio, max_clips=args.max_clips)
     clips = seen if args.max_clips is None else min(seen, args.max_clips)
     print(format_stats(mean, std, clips, f"{args.dataset} / {args.split}"))
     return 0
@@ -83,14 +80,15 @@ def _bench_augment(args: argparse.Namespace) -> int:
     import torch
     import torchaudio.functional as AF
 
-    from audiosweep.audio.frontend import FrontEnd, FrontEndConfig
+    from audiosweep.audio.frontend import FrontEnd
     from audiosweep.audio.waveform import PadOrTruncate, RandomRoll, SpeedPerturbation
+    from audiosweep.config import AudioConfig
 
     if args.threads:
         torch.set_num_threads(args.threads)
     length = int(args.seconds * args.sample_rate)
     x = torch.randn(args.batch, length)
-    frontend = FrontEnd(FrontEndConfig(sample_rate=args.sample_rate)).eval()
+    frontend = FrontEnd(AudioConfig(sample_rate=args.sample_rate)).eval()
     cases = {
         "frontend (log-mel)": lambda: frontend(x),
         "PadOrTruncate": lambda: PadOrTruncate(length)(x[:, : length - 1000]),

@@ -7,68 +7,13 @@ MelScale -> AmplitudeToDB -> (x - mean) / std. Defaults: 32 kHz, n_fft 1024, hop
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 import torch
 import torchaudio.transforms as T
 from torch import Tensor, nn
 
-if TYPE_CHECKING:
-    from audiosweep.config import AudioConfig
+from audiosweep.config import AUDIOSET_MEAN, AUDIOSET_STD, AudioConfig
 
-__all__ = ["FrontEndConfig", "FrontEnd", "AUDIOSET_MEAN", "AUDIOSET_STD"]
-
-# Mean and std of the log-mel dB values of AudioSet (balanced train), as published with the paper.
-AUDIOSET_MEAN = -18.2696
-AUDIOSET_STD = 30.5735
-
-
-@dataclass
-class FrontEndConfig:
-    sample_rate: int = 32_000
-    n_fft: int = 1024
-    hop_length: int = 320
-    win_length: int | None = None  # None: n_fft
-    n_mels: int = 128
-    f_min: float = 50.0
-    f_max: float = 14_000.0
-    top_db: float | None = None
-    mean: float = AUDIOSET_MEAN
-    std: float = AUDIOSET_STD
-
-    def __post_init__(self) -> None:
-        if self.std <= 0:
-            raise ValueError(f"std must be > 0, got {self.std}")
-        if not 0 <= self.f_min < self.f_max <= self.sample_rate / 2:
-            raise ValueError(
-                f"need 0 <= f_min < f_max <= sample_rate/2; got f_min={self.f_min}, "
-                f"f_max={self.f_max}, sample_rate={self.sample_rate}"
-            )
-        win = self.win_length or self.n_fft
-        if not 0 < win <= self.n_fft or self.hop_length <= 0:
-            raise ValueError(
-                f"need 0 < win_length <= n_fft and hop_length > 0; got win_length={win}, "
-                f"n_fft={self.n_fft}, hop_length={self.hop_length}"
-            )
-
-    def num_frames(self, num_samples: int) -> int:
-        """Frames produced for ``num_samples`` (centred STFT)."""
-        return num_samples // self.hop_length + 1
-
-    @classmethod
-    def from_audio_config(cls, audio: AudioConfig) -> FrontEndConfig:
-        """The front end a trial's ``audio`` section describes."""
-        return cls(
-            sample_rate=audio.sample_rate,
-            n_fft=audio.n_fft,
-            hop_length=audio.hop_length,
-            n_mels=audio.n_mels,
-            f_min=audio.f_min,
-            f_max=audio.f_max,
-            mean=audio.mean,
-            std=audio.std,
-        )
+__all__ = ["FrontEnd", "AUDIOSET_MEAN", "AUDIOSET_STD"]
 
 
 class FrontEnd(nn.Module):
@@ -80,10 +25,10 @@ class FrontEnd(nn.Module):
     """
 
     def __init__(
-        self, config: FrontEndConfig | None = None, linear_augment: nn.Module | None = None
+        self, config: AudioConfig | None = None, linear_augment: nn.Module | None = None
     ) -> None:
         super().__init__()
-        self.config = config = config or FrontEndConfig()
+        self.config = config = config or AudioConfig()
         self.spectrogram = T.Spectrogram(
             n_fft=config.n_fft,
             win_length=config.win_length or config.n_fft,

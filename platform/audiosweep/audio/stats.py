@@ -9,14 +9,15 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import torch
 
-from audiosweep.audio.frontend import FrontEnd, FrontEndConfig
+from audiosweep.audio.frontend import FrontEnd
+from audiosweep.config import AudioConfig
 
 __all__ = ["compute_stats"]
 
 
 def compute_stats(
     batches: Iterable[Mapping],
-    config: FrontEndConfig | None = None,
+    config: AudioConfig | None = None,
     *,
     max_clips: int | None = None,
     device: str | torch.device = "cpu",
@@ -27,7 +28,7 @@ def compute_stats(
     ``config`` without normalisation; at most ``max_clips`` clips are used. Batch moments are
     merged in float64 (Chan et al.), so the result does not depend on how clips are batched.
     """
-    config = dataclasses.replace(config or FrontEndConfig(), mean=0.0, std=1.0)
+    config = dataclasses.replace(config or AudioConfig(), mean=0.0, std=1.0)
     frontend = FrontEnd(config).to(device).eval()
     count, mean, m2, clips = 0, 0.0, 0.0, 0
     for i, batch in enumerate(batches):

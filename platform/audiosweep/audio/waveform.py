@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
@@ -21,7 +20,6 @@ __all__ = [
     "PadOrTruncate",
     "RandomRoll",
     "SpeedPerturbation",
-    "WaveformAugmentConfig",
     "WaveformAugment",
 ]
 
@@ -171,50 +169,44 @@ class SpeedPerturbation(nn.Module):
         return f"p={self.p}, rates={self.rates}, interpolation={self.interpolation!r}"
 
 
-@dataclass
-class WaveformAugmentConfig:
-    """Waveform augmentation settings; ``length`` is clip_seconds * sample_rate."""
-
-    length: int = 320_000
-    pad_or_truncate: bool = True
-    roll: bool = True
-    roll_p: float = 1.0
-    speed: bool = True
-    speed_p: float = 0.5
-    speed_rates: tuple[float, float] = (0.5, 1.5)
-    speed_interpolation: str = "nearest"
-    seed: int | None = None
-
-
 class WaveformAugment(nn.Module):
     """PadOrTruncate -> RandomRoll -> SpeedPerturbation on a (B, L) batch; each stage switchable.
 
-    Picklable (for Ray Data ``map_batches``); with ``seed`` set, one generator feeds every stage,
-    so the same seed and the same batches give the same output. Copies made by pickling continue
-    the same stream: call :meth:`reseed` with a distinct seed per worker to decorrelate them.
-    A NumPy batch comes back as NumPy, a tensor as a tensor. Keyword arguments override fields
-    of ``config``: ``WaveformAugment(length=160_000, speed_p=0.3)``.
+    ``length`` is clip_seconds * sample_rate. Picklable (for Ray Data ``map_batches``); with
+    ``seed`` set, one generator feeds every stage, so the same seed and the same batches give the
+    same output. Copies made by pickling continue the same stream: call :meth:`reseed` with a
+    distinct seed per worker to decorrelate them. A NumPy batch comes back as NumPy, a tensor as
+    a tensor.
     """
 
-    def __init__(self, config: WaveformAugmentConfig | None = None, **overrides) -> None:
+    def __init__(
+        self,
+        length: int = 320_000,
+        *,
+        pad_or_truncate: bool = True,
+        roll: bool = True,
+        roll_p: float = 1.0,
+        speed: bool = True,
+        speed_p: float = 0.5,
+        speed_rates: tuple[float, float] = (0.5, 1.5),
+        speed_interpolation: str = "nearest",
+        seed: int | None = None,
+    ) -> None:
         super().__init__()
-        config = config or WaveformAugmentConfig()
-        unknown = set(overrides) - {f.name for f in fields(WaveformAugmentConfig)}
-        if unknown:
-            raise TypeError(f"unknown WaveformAugment option(s): {sorted(unknown)}")
-        self.config = config = replace(config, **overrides)
-        self.generator = None if config.seed is None else torch.Generator().manual_seed(config.seed)
+        self.length = length
+        self.pad_or_truncate = pad_or_truncate
+        self.generator = None if seed is None else torch.Generator().manual_seed(seed)
         stages: list[nn.Module] = []
-        if config.pad_or_truncate:
-            stages.append(PadOrTruncate(config.length))
-        if config.roll:
-            stages.append(RandomRoll(p=config.roll_p, generator=self.generator))
-        if config.speed:
+        if pad_or_truncate:
+            stages.append(PadOrTruncate(length))
+        if roll:
+            stages.append(RandomRoll(p=roll_p, generator=self.generator))
+        if speed:
             stages.append(
                 SpeedPerturbation(
-                    p=config.speed_p,
-                    rates=tuple(config.speed_rates),
-                    interpolation=config.speed_interpolation,
+                    p=speed_p,
+                    rates=tuple(speed_rates),
+                    interpolation=speed_interpolation,
                     generator=self.generator,
                 )
             )
@@ -241,4 +233,4 @@ class WaveformAugment(nn.Module):
 
     @property
     def output_length(self) -> int | None:
-        return self.config.length if self.config.pad_or_truncate else None
+        return self.length if self.pad_or_truncate else None

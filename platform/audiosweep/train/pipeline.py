@@ -157,7 +157,6 @@ def build_pipeline(
 ) -> TrainingPipeline:
     from audiosweep.audio import (
         FrontEnd,
-        FrontEndConfig,
         RandomErasing,
         SpecAugment,
         WaveformAugment,
@@ -167,7 +166,7 @@ def build_pipeline(
 
     aug = cfg.augment
     frontend = FrontEnd(
-        FrontEndConfig.from_audio_config(cfg.audio),
+        cfg.audio,
         # The reference erases on the linear power spectrogram, before the mel filterbank.
         linear_augment=RandomErasing(p=aug.erasing_p, inplace=True) if aug.erasing_p > 0 else None,
     ).to(device)
