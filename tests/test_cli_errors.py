@@ -87,7 +87,7 @@ def test_model_that_cannot_be_built_fails_on_the_driver(tmp_path, smoke_dataset)
 
 def test_sample_rate_mismatch(tmp_path, smoke_dataset):
     result = run_cli(
-        ["train", "--preset", "smoke", f"data.path={smoke_dataset}", "audio.sample_rate=16000"],
+        ["train", "--preset", "smoke", f"data.path={smoke_dataset}", "audio.sample_rate=44100"],
         tmp_path,
     )
     assert_one_line_error(result, "audio.sample_rate", "set audio.sample_rate=")
