@@ -32,6 +32,9 @@ OptimName = Literal["adamw", "lamb"]
 Amp = Literal["auto", "none", "bf16", "fp16"]
 LossName = Literal["bce", "focal", "focal_softmax", "ce"]
 Sampling = Literal["uniform", "balanced"]
+# multilabel: sigmoid scores, mAP/d'; singlelabel: softmax, accuracy and log loss.
+# auto: the dataset manifest's task (datasets without one are multi-label).
+TaskName = Literal["auto", "multilabel", "singlelabel"]
 
 
 @dataclass
@@ -50,6 +53,7 @@ class DataConfig:
     # balanced (PaSST class-balanced draws with replacement; an ablation, not the paper's recipe).
     sampling: Sampling = "uniform"
     samples_per_epoch: int | None = None  # None: the train split's rows
+    task: TaskName = "auto"
 
     def __post_init__(self) -> None:
         if self.samples_per_epoch is not None and self.samples_per_epoch < 1:
@@ -154,6 +158,9 @@ class SweepConfig:
     arch_map: dict[str, Any] = field(default_factory=dict)
     max_concurrent_trials: int | None = None  # None: derived from cluster resources
     data_cpus: float = 1.0  # CPUs left free per running trial for Ray Data (reading, decoding)
+    # The system a trial belongs to in the report (e.g. "ce", "mixup", "focal"): trials of one
+    # case that differ in recipe are grouped by it.
+    label: str = ""
 
 
 @dataclass

@@ -13,6 +13,7 @@ from torch import nn
 
 from audiosweep.config import TrialConfig
 from audiosweep.models import clamp_dcls_positions
+from audiosweep.train.task import Task, task_for
 
 
 @dataclass
@@ -32,6 +33,7 @@ class TrainingPipeline:
     clip_grad: float | None
     tta_views: int
     train_spec_augment: bool
+    task: Task
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.amp_dtype is None:
@@ -51,15 +53,29 @@ class TrainingPipeline:
             spec, target = self.mixup(spec, target)
         return spec, target
 
-    def predict(self, model: nn.Module, waveform: torch.Tensor) -> torch.Tensor:
-        """Eval probabilities; with TTA, the mean over SpecAugment views."""
+    def predict(
+        self, model: nn.Module, waveform: torch.Tensor, seed: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Eval probabilities (the task's activation): ``{"": ...}``, the mean over
+        ``tta_views`` SpecAugment draws when test-time augmentation is on, and then also the
+        plain prediction under ``"_no_tta"``."""
+        from audiosweep.audio.tta import test_time_augment
+
         spec = self.frontend(waveform, augment=False)
+        act = self.task.activation
         if self.tta_views > 0 and self.spec_augment is not None:
-            views = [
-                torch.sigmoid(model(self.spec_augment(spec)).float()) for _ in range(self.tta_views)
-            ]
-            return torch.stack(views).mean(0)
-        return torch.sigmoid(model(spec).float())
+            return {
+                "": test_time_augment(
+                    model,
+                    spec,
+                    self.tta_views,
+                    augment=self.spec_augment,
+                    activation=act,
+                    seed=seed,
+                ),
+                "_no_tta": test_time_augment(model, spec, 0, activation=act),
+            }
+        return {"": test_time_augment(model, spec, 0, activation=act)}
 
     def backward(self, loss: torch.Tensor) -> None:
         if self.scaler is not None:
@@ -85,11 +101,8 @@ class TrainingPipeline:
 
 
 def make_loss(cfg: TrialConfig) -> nn.Module:
-    from audiosweep.train.losses import build_loss
-
-    if cfg.train.loss.startswith("focal"):
-        return build_loss(cfg.train.loss, gamma=cfg.train.focal_gamma)
-    return build_loss(cfg.train.loss)
+    """The loss named by ``train.loss`` in the form the config's task (``data.task``) uses."""
+    return task_for(cfg).loss(cfg)
 
 
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
@@ -229,4 +242,5 @@ def build_pipeline(
         clip_grad=cfg.optim.clip_grad,
         tta_views=aug.tta_views,
         train_spec_augment=aug.specaugment,
+        task=task_for(cfg),
     )

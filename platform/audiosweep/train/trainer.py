@@ -120,9 +120,15 @@ def resolve_trial(cfg: TrialConfig) -> tuple[TrialConfig, Any]:
             f"dataset {data_path} is sampled at {info.sample_rate} Hz but audio.sample_rate is "
             f"{cfg.audio.sample_rate}; set audio.sample_rate={info.sample_rate} (and check audio.f_max)"
         )
+    if cfg.data.task not in ("auto", info.task):
+        raise ConfigError(
+            f"data.task={cfg.data.task} but dataset {data_path} is {info.task}; "
+            f"drop data.task (the dataset decides) or use a {cfg.data.task} dataset"
+        )
     overrides = {
         "data.path": data_path,
         "data.clip_seconds": cfg.data.clip_seconds or info.clip_seconds,
+        "data.task": info.task,
     }
     if _is_local_checkpoint(cfg.model.init):  # workers run in another directory
         overrides["model.init"] = resolve_path(cfg.model.init)
