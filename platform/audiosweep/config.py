@@ -89,7 +89,13 @@ class AugmentConfig:
     time_mask_width: int = 128
     freq_masks: int = 2
     freq_mask_width: int = 32
-    tta_views: int = 0  # >0: average eval predictions over this many SpecAugment views
+    # Set: frequency masks of at most round(fraction * audio.n_mels) bins instead of
+    # freq_mask_width (SP4ASC's dF = 32 of 256 bins is 0.125), for spaces shared by presets
+    # with different mel resolutions.
+    freq_mask_fraction: float | None = None
+    # >0: the final evaluation also averages the predictions of this many SpecAugment draws
+    # (SP4ASC: 30), reported as eval_*_tta beside the plain eval_*.
+    tta_views: int = 0
 
 
 @dataclass

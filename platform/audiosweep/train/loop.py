@@ -107,7 +107,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             epoch_clock.set(epoch)
         t0 = time.perf_counter()
         train_loss = train_one_epoch(model, pipe, train_shard, cfg, epoch, rank, world, timer)
-        result = evaluate(model, pipe, eval_shard, cfg, device, num_classes, epoch)
+        last = epoch + 1 == cfg.train.epochs
+        result = evaluate(model, pipe, eval_shard, cfg, device, num_classes, epoch, tta=last)
         metrics: dict[str, Any] = {
             "epoch": epoch + 1,
             "train_loss": train_loss,
@@ -124,7 +125,6 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 metrics["eval_map"] if math.isnan(best_map) else max(best_map, metrics["eval_map"])
             )
         metrics["best_map"] = best_map
-        last = epoch + 1 == cfg.train.epochs
         if last and rank == 0:
             metrics.update(
                 inference_throughput(
@@ -227,7 +227,10 @@ def evaluate(
     device: torch.device,
     num_classes: int,
     epoch: int = 0,
+    tta: bool = False,
 ) -> dict[str, Any]:
+    """Metrics of the plain predictions (``eval_*``) and, with ``tta``, of the test-time
+    augmented ones (``eval_*_tta``; SP4ASC evaluates those once, after training)."""
     # Eval shards differ in length across ranks, so the forward must not go through DDP, whose
     # forward broadcasts buffers (a collective a rank with fewer batches would never join).
     model = ckpt.unwrap(model)
@@ -239,7 +242,7 @@ def evaluate(
     for index, batch in enumerate(batches):
         seed = derive_seed(cfg.train.seed, "tta", rank, epoch, index)
         with pipe.autocast():
-            views = pipe.predict(model, batch["waveform"], seed=seed)
+            views = pipe.predict(model, batch["waveform"], tta=tta, seed=seed)
         for suffix, probs in views.items():
             scores.setdefault(suffix, []).append(probs.float())
         targets.append(batch["target"].float())
@@ -250,7 +253,7 @@ def evaluate(
     if len(set(all_ids)) != len(all_ids):
         raise RuntimeError(f"evaluation saw {len(all_ids) - len(set(all_ids))} duplicate clips")
     # Every rank holds the same view keys (TTA on or off), so the gathers below pair up.
-    suffixes = [""] + (["_no_tta"] if pipe.tta_views > 0 and pipe.spec_augment is not None else [])
+    suffixes = [""] + (["_tta"] if tta and pipe.has_tta else [])
     result: dict[str, Any] = {"eval_clips": len(all_ids)}
     for suffix in suffixes:
         local = scores.get(suffix, [])

@@ -54,28 +54,29 @@ class TrainingPipeline:
         return spec, target
 
     def predict(
-        self, model: nn.Module, waveform: torch.Tensor, seed: int | None = None
+        self,
+        model: nn.Module,
+        waveform: torch.Tensor,
+        *,
+        tta: bool = False,
+        seed: int | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Eval probabilities (the task's activation): ``{"": ...}``, the mean over
-        ``tta_views`` SpecAugment draws when test-time augmentation is on, and then also the
-        plain prediction under ``"_no_tta"``."""
+        """Eval probabilities (the task's activation) under ``""``; with ``tta`` and
+        ``tta_views`` > 0 also their mean over that many SpecAugment draws, under ``"_tta"``."""
         from audiosweep.audio.tta import test_time_augment
 
         spec = self.frontend(waveform, augment=False)
         act = self.task.activation
-        if self.tta_views > 0 and self.spec_augment is not None:
-            return {
-                "": test_time_augment(
-                    model,
-                    spec,
-                    self.tta_views,
-                    augment=self.spec_augment,
-                    activation=act,
-                    seed=seed,
-                ),
-                "_no_tta": test_time_augment(model, spec, 0, activation=act),
-            }
-        return {"": test_time_augment(model, spec, 0, activation=act)}
+        out = {"": test_time_augment(model, spec, 0, activation=act)}
+        if tta and self.has_tta:
+            out["_tta"] = test_time_augment(
+                model, spec, self.tta_views, augment=self.spec_augment, activation=act, seed=seed
+            )
+        return out
+
+    @property
+    def has_tta(self) -> bool:
+        return self.tta_views > 0 and self.spec_augment is not None
 
     def backward(self, loss: torch.Tensor) -> None:
         if self.scaler is not None:
@@ -103,6 +104,16 @@ class TrainingPipeline:
 def make_loss(cfg: TrialConfig) -> nn.Module:
     """The loss named by ``train.loss`` in the form the config's task (``data.task``) uses."""
     return task_for(cfg).loss(cfg)
+
+
+def freq_mask_width(cfg: TrialConfig) -> int:
+    """Widest SpecAugment frequency mask in mel bins."""
+    fraction = cfg.augment.freq_mask_fraction
+    if fraction is None:
+        return cfg.augment.freq_mask_width
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"augment.freq_mask_fraction must be in [0, 1], not {fraction}")
+    return int(round(fraction * cfg.audio.n_mels))
 
 
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
@@ -196,7 +207,7 @@ def build_pipeline(
             n_time_masks=aug.time_masks,
             time_mask_param=aug.time_mask_width,
             n_freq_masks=aug.freq_masks,
-            freq_mask_param=aug.freq_mask_width,
+            freq_mask_param=freq_mask_width(cfg),
         )
         if aug.specaugment or aug.tta_views > 0
         else None

@@ -150,7 +150,7 @@ def check_trial(cfg: TrialConfig) -> None:
     from audiosweep.models import list_archs
     from audiosweep.models.from_config import model_kwargs
     from audiosweep.models.pretrained import check_init
-    from audiosweep.train.pipeline import make_loss, resolve_amp
+    from audiosweep.train.pipeline import freq_mask_width, make_loss, resolve_amp
 
     if cfg.model.arch not in list_archs():
         raise ConfigError(
@@ -166,6 +166,7 @@ def check_trial(cfg: TrialConfig) -> None:
             cfg.model.kernel_count,
         )
         make_loss(cfg)
+        freq_mask_width(cfg)
         if cfg.train.amp != "fp16":
             resolve_amp(cfg.train.amp, torch_device("cpu"))
     except ValueError as err:
