@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from audiosweep.audio import RandomErasing, SpecAugment, test_time_augment
+from audiosweep.audio import RandomErasing, SpecAugment
 
 
 def _erased_boxes(out: torch.Tensor) -> list[tuple[int, int] | None]:
@@ -75,37 +75,3 @@ def test_specaugment_masks_are_bounded_zero_bands_drawn_per_sample():
     assert len(set(time_masked.tolist())) > 10 and int(time_masked.max()) > 40
     none = SpecAugment(n_time_masks=0, n_freq_masks=0)(spec)
     assert torch.equal(none, spec)
-
-
-def test_test_time_augment_averages_k_views():
-    spec = torch.zeros(3, 1, 4, 5)
-    offsets = iter([0.0, 1.0, -2.0, 3.0])
-    calls = []
-
-    def augment(x):
-        calls.append(1)
-        return x + next(offsets)
-
-    def model_fn(x):  # logits (B, 2): [mean, -mean]
-        m = x.mean(dim=(1, 2, 3))
-        return torch.stack([m, -m], dim=1)
-
-    probs = test_time_augment(model_fn, spec, 4, augment)
-    assert len(calls) == 4
-    expected = torch.stack(
-        [torch.sigmoid(torch.tensor([c, -c])) for c in (0.0, 1.0, -2.0, 3.0)]
-    ).mean(dim=0)
-    torch.testing.assert_close(probs, expected.expand(3, 2))
-
-    offsets = iter([0.0, 1.0])
-    soft = test_time_augment(model_fn, spec, 2, augment, activation="softmax")
-    torch.testing.assert_close(soft.sum(dim=1), torch.ones(3))
-    expected = (
-        torch.softmax(torch.tensor([0.0, 0.0]), 0) + torch.softmax(torch.tensor([1.0, -1.0]), 0)
-    ) / 2
-    torch.testing.assert_close(soft[0], expected)
-
-    plain = test_time_augment(model_fn, spec, 0, augment)
-    torch.testing.assert_close(plain, torch.full((3, 2), 0.5))
-    with pytest.raises(ValueError, match="activation"):
-        test_time_augment(model_fn, spec, 2, augment, activation="relu")

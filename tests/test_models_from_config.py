@@ -24,15 +24,21 @@ _built: set[str] = set()  # one build per distinct model across the parametrized
 
 
 def _cases(preset: Path, space: Path) -> list[TrialConfig]:
+    """One config per case, plus one per grid variant (axes crossed, seeds aside)."""
     base = load_preset(str(preset))
     spec = load_space(str(space))
     arch_map = dict(base.sweep.arch_map)
-    return [base.with_overrides(spec.case_overrides(case, arch_map)) for case in spec.cases]
+    configs = [base.with_overrides(spec.case_overrides(case, arch_map)) for case in spec.cases]
+    if spec.kind == "grid":
+        seed = spec.seeds[0]
+        configs += [base.with_overrides(v.overrides) for v in spec.variants(base) if v.seed == seed]
+    return configs
 
 
 def test_every_preset_and_space_is_covered() -> None:
     names = {p.stem for p in PRESETS}, {p.stem for p in SPACES}
-    assert {"demo", "paper", "smoke"} <= names[0] and {"grid", "ablation_interp"} <= names[1]
+    assert {"demo", "paper", "smoke", "sp4asc", "sp4asc_demo"} <= names[0]
+    assert {"grid", "ablation_interp", "ablation_sp4asc"} <= names[1]
 
 
 @pytest.mark.parametrize("space", SPACES, ids=lambda p: p.stem)

@@ -32,6 +32,9 @@ OptimName = Literal["adamw", "lamb"]
 Amp = Literal["auto", "none", "bf16", "fp16"]
 LossName = Literal["bce", "focal", "focal_softmax", "ce"]
 Sampling = Literal["uniform", "balanced"]
+# multilabel: sigmoid scores, mAP/d'; singlelabel: softmax, accuracy and log loss.
+# auto: the dataset manifest's task (datasets without one are multi-label).
+TaskName = Literal["auto", "multilabel", "singlelabel"]
 
 
 @dataclass
@@ -50,6 +53,7 @@ class DataConfig:
     # balanced (PaSST class-balanced draws with replacement; an ablation, not the paper's recipe).
     sampling: Sampling = "uniform"
     samples_per_epoch: int | None = None  # None: the train split's rows
+    task: TaskName = "auto"
 
     def __post_init__(self) -> None:
         if self.samples_per_epoch is not None and self.samples_per_epoch < 1:
@@ -113,7 +117,13 @@ class AugmentConfig:
     time_mask_width: int = 128
     freq_masks: int = 2
     freq_mask_width: int = 32
-    tta_views: int = 0  # >0: average eval predictions over this many SpecAugment views
+    # Set: frequency masks of at most round(fraction * audio.n_mels) bins instead of
+    # freq_mask_width (SP4ASC's dF = 32 of 256 bins is 0.125), for spaces shared by presets
+    # with different mel resolutions.
+    freq_mask_fraction: float | None = None
+    # >0: the final evaluation also averages the predictions of this many SpecAugment draws
+    # (SP4ASC: 30), reported as eval_*_tta beside the plain eval_*.
+    tta_views: int = 0
 
 
 @dataclass
@@ -182,6 +192,9 @@ class SweepConfig:
     arch_map: dict[str, Any] = field(default_factory=dict)
     max_concurrent_trials: int | None = None  # None: derived from cluster resources
     data_cpus: float = 1.0  # CPUs left free per running trial for Ray Data (reading, decoding)
+    # The system a trial belongs to in the report (e.g. "ce", "mixup", "focal"): trials of one
+    # case that differ in recipe are grouped by it.
+    label: str = ""
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """On-device audio front end and augmentations (waveform, spectrogram, test-time)."""
 
 from audiosweep.audio.frontend import AUDIOSET_MEAN, AUDIOSET_STD, FrontEnd
-from audiosweep.audio.spectrogram import RandomErasing, SpecAugment, test_time_augment
+from audiosweep.audio.spectrogram import RandomErasing, SpecAugment
 from audiosweep.audio.stats import compute_stats
+from audiosweep.audio.tta import test_time_augment
 from audiosweep.audio.waveform import (
     PadOrTruncate,
     RandomRoll,

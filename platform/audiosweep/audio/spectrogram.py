@@ -1,4 +1,4 @@
-"""Spectrogram batch augmentations (B, 1, F, T) and test-time augmentation.
+"""Spectrogram batch augmentations (B, 1, F, T); test-time augmentation is in `audio.tta`.
 
 - :class:`RandomErasing`: timm's random erasing, per sample with probability p; the DCLS-Audio
   recipe applies it to the linear power spectrogram before the mel filterbank (p = 0.25,
@@ -6,19 +6,15 @@
   Its draws come from Python's ``random`` module, as in timm.
 - :class:`SpecAugment`: ``n`` time and ``n`` frequency masks (torchaudio's TimeMasking /
   FrequencyMasking, independent per sample, filled with 0), as in SP4ASC on log-mels.
-- :func:`test_time_augment`: mean class probabilities over K augmented views.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import torch
 import torchaudio.transforms as T
 from timm.data.random_erasing import RandomErasing as _TimmRandomErasing
 from torch import Tensor, nn
 
-__all__ = ["RandomErasing", "SpecAugment", "test_time_augment"]
+__all__ = ["RandomErasing", "SpecAugment"]
 
 
 def _check_4d(x: Tensor, name: str) -> None:
@@ -111,36 +107,3 @@ class SpecAugment(nn.Module):
             f"n_time_masks={self.n_time_masks}, time_mask_param={self.time_masking.mask_param}, "
             f"n_freq_masks={self.n_freq_masks}, freq_mask_param={self.freq_masking.mask_param}"
         )
-
-
-def test_time_augment(
-    model_fn: Callable[[Tensor], Tensor],
-    spec: Tensor,
-    k: int,
-    augment: Callable[[Tensor], Tensor] | None,
-    activation: str = "sigmoid",
-) -> Tensor:
-    """Mean of ``activation(model_fn(augment(spec)))`` over ``k`` independently augmented views.
-
-    ``activation`` is ``"sigmoid"`` (multi-label) or ``"softmax"`` (single-label, over the last
-    axis). ``k = 0`` or ``augment=None`` gives the single plain view.
-    """
-    if activation not in ("sigmoid", "softmax"):
-        raise ValueError(f"activation must be 'sigmoid' or 'softmax', got {activation!r}")
-    if k < 0:
-        raise ValueError(f"k must be >= 0, got {k}")
-
-    def probabilities(x: Tensor) -> Tensor:
-        logits = model_fn(x).float()
-        return torch.sigmoid(logits) if activation == "sigmoid" else torch.softmax(logits, -1)
-
-    if k == 0 or augment is None:
-        return probabilities(spec)
-    total = probabilities(augment(spec))
-    for _ in range(k - 1):
-        total = total + probabilities(augment(spec))
-    return total / k
-
-
-# The name starts with "test": keep pytest from collecting it when a test module imports it.
-test_time_augment.__test__ = False

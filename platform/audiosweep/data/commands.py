@@ -111,6 +111,41 @@ def _prepare_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prepare_scenes(args: argparse.Namespace) -> int:
+    from .ingest import rejection_summary
+    from .ingest_scenes import prepare_scenes
+    from .summary import format_summary, summarize
+
+    splits = {"train": args.train}
+    if args.eval:
+        splits["eval"] = args.eval
+    entries = prepare_scenes(
+        args.out, splits=splits, audio_root=args.audio_root, **_ingest_kwargs(args)
+    )
+    print(rejection_summary(entries))
+    print(format_summary(summarize(args.out)))
+    return 0
+
+
+def _prepare_scene_demo(args: argparse.Namespace) -> int:
+    from .scene_demo import prepare_scene_demo
+    from .summary import print_summary
+
+    prepare_scene_demo(
+        args.out,
+        train_clips=args.train_clips,
+        eval_clips=args.eval_clips,
+        clip_seconds=args.clip_seconds,
+        sample_rate=args.sample_rate,
+        seed=args.seed,
+        shard_mb=args.shard_mb,
+        overwrite=args.overwrite,
+        progress=False if args.no_progress else None,
+    )
+    print_summary(args.out)
+    return 0
+
+
 def _verify(args: argparse.Namespace) -> int:
     from .verify import verify
 
@@ -176,6 +211,36 @@ def register(sub, bench) -> None:
     )
     _common_output(p, labels=False)
     p.set_defaults(func=_prepare_demo)
+
+    p = sources.add_parser(
+        "scenes",
+        help="single-label scene data: a folder per class or a TAU-style meta.csv per split",
+    )
+    p.add_argument(
+        "--train",
+        required=True,
+        help="split 'train': a folder of class folders, or a CSV with filename and scene_label",
+    )
+    p.add_argument("--eval", default=None, help="split 'eval', in either form")
+    p.add_argument(
+        "--audio-root",
+        default=None,
+        help="folder CSV filenames are relative to (default: the CSV's)",
+    )
+    _common_output(p, labels=False)
+    _ingest_options(p)
+    p.set_defaults(func=_prepare_scenes, sample_rate=44100)
+
+    p = sources.add_parser(
+        "scene-demo", help="the embedded synthetic scene dataset (10 scenes, single-label)"
+    )
+    p.add_argument("--train-clips", type=int, default=400, help="clips in split 'train'")
+    p.add_argument("--eval-clips", type=int, default=100, help="clips in split 'eval'")
+    p.add_argument(
+        "--seed", type=int, default=0, help="dataset seed (clip i uses [seed, split, i])"
+    )
+    _common_output(p, labels=False)
+    p.set_defaults(func=_prepare_scene_demo, sample_rate=16000, clip_seconds=4.0)
 
     p = sub.add_parser("verify", help="check a dataset's shards against its manifest")
     p.add_argument("dataset", help="dataset folder")

@@ -82,6 +82,7 @@ def ingest(
     workers: int = 1,
     source: dict[str, Any] | None = None,
     progress: bool | None = None,
+    task: str = "multilabel",
 ) -> dict[str, dict[str, Any]]:
     """Write ``splits`` into the dataset at ``out_dir``; return their manifest entries.
 
@@ -101,6 +102,7 @@ def ingest(
         shard_mb=shard_mb,
         overwrite=overwrite,
         source=source,
+        task=task,
     ) as writer:
         seen = _existing_ids(writer)
         for split, given in splits.items():

@@ -29,6 +29,10 @@ DEFAULT_SAMPLE_RATE = 32000
 DEFAULT_CLIP_SECONDS = 10.0
 
 REJECT_REASONS = ("corrupt", "missing", "empty", "unknown_label", "duplicate", "no_labels")
+# The manifest's optional "task": multilabel (any number of labels per clip, the default for a
+# manifest without the key) or singlelabel (exactly one label per clip: scene classification).
+TASKS = ("multilabel", "singlelabel")
+DEFAULT_TASK = "multilabel"
 
 SHARD_SCHEMA = pa.schema(
     [
@@ -178,6 +182,7 @@ class DatasetInfo:
     mids: list[str]
     splits: dict[str, dict[str, Any]] = field(default_factory=dict)
     manifest: dict[str, Any] = field(default_factory=dict, repr=False)
+    task: str = DEFAULT_TASK
 
     @classmethod
     def load(cls, dataset_dir: str | os.PathLike) -> DatasetInfo:
@@ -189,7 +194,11 @@ class DatasetInfo:
                 f"{path}: manifest says {manifest['num_classes']} classes, "
                 f"{LABELS_NAME} has {len(labels)}"
             )
+        task = manifest.get("task", DEFAULT_TASK)
+        if task not in TASKS:
+            raise DatasetError(f"{path}: manifest task {task!r} is not one of {', '.join(TASKS)}")
         return cls(
+            task=task,
             path=path,
             sample_rate=int(manifest["sample_rate"]),
             clip_seconds=float(manifest["clip_seconds"]),

@@ -25,6 +25,7 @@ def summarize(dataset_dir: str | os.PathLike) -> dict[str, Any]:
         "sample_rate": info.sample_rate,
         "clip_seconds": info.clip_seconds,
         "num_classes": info.num_classes,
+        "task": info.task,
         "class_names": info.class_names,
         "splits": splits,
     }
@@ -44,8 +45,9 @@ def format_summary(summary: dict[str, Any], max_classes: int = 30) -> str:
     names = list(summary["splits"])
     lines = [
         f"dataset {summary['path']}",
-        f"  {summary['num_classes']} classes, {summary['sample_rate']} Hz, "
-        f"{summary['clip_seconds']:g} s clips",
+        f"  {summary['num_classes']} classes"
+        + (" (single-label)" if summary.get("task") == "singlelabel" else "")
+        + f", {summary['sample_rate']} Hz, {summary['clip_seconds']:g} s clips",
     ]
     for name in names:
         s = summary["splits"][name]

@@ -25,6 +25,7 @@ from .schema import (
     REJECT_REASONS,
     SCHEMA_VERSION,
     SHARD_SCHEMA,
+    TASKS,
     DatasetError,
     LabelIndex,
     read_manifest,
@@ -73,8 +74,10 @@ class SplitWriter:
         num_classes: int,
         shard_bytes: int,
         row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
+        single_label: bool = False,
     ) -> None:
         self.root = root
+        self.single_label = single_label
         self.split = split
         self.dir = root / split
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -96,6 +99,10 @@ class SplitWriter:
         for label in row.labels:
             if not 0 <= label < self.num_classes:
                 raise ValueError(f"{row.clip_id}: label {label} outside 0..{self.num_classes - 1}")
+        if self.single_label and len(row.labels) != 1:
+            raise ValueError(
+                f"{row.clip_id}: a single-label dataset needs one label, not {row.labels}"
+            )
         if self._shard_rows and self._shard_audio_bytes + len(row.audio) > self.shard_bytes:
             self._close_shard()
         self._buffer.append(row)
@@ -211,7 +218,10 @@ class DatasetWriter:
         row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
         overwrite: bool = False,
         source: dict[str, Any] | None = None,
+        task: str = "multilabel",
     ) -> None:
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, not {task!r}")
         if not splits:
             raise ValueError("no splits to write")
         for split in splits:
@@ -228,6 +238,7 @@ class DatasetWriter:
         self.row_group_rows = row_group_rows
         self.overwrite = overwrite
         self.source = source or {}
+        self.task = task
         self.kept: dict[str, dict[str, Any]] = {}
         self.entries: dict[str, dict[str, Any]] = {}
         self._open: dict[str, SplitWriter] = {}
@@ -252,13 +263,15 @@ class DatasetWriter:
             others = {k: v for k, v in existing.items() if k not in self.splits}
             same_kind = (
                 int(manifest["sample_rate"]) == self.sample_rate
+                and manifest.get("task", "multilabel") == self.task
                 and (root / LABELS_NAME).is_file()
                 and LabelIndex.read(root / LABELS_NAME) == self.labels
             )
             if others and not same_kind:
                 raise DatasetError(
                     f"{root} holds split(s) {', '.join(sorted(others))} with a different label "
-                    f"index or sample rate ({manifest['sample_rate']} Hz); write to a new folder"
+                    f"index, task or sample rate ({manifest['sample_rate']} Hz); write to a new "
+                    "folder"
                 )
             self.kept = others
             if others:
@@ -330,8 +343,11 @@ class DatasetWriter:
         shutil.rmtree(path)
 
     def _manifest(self, splits: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        # Multi-label manifests stay as they were (no "task": readers default to multilabel).
+        task = {} if self.task == "multilabel" else {"task": self.task}
         return {
             "schema_version": SCHEMA_VERSION,
+            **task,
             "sample_rate": self.sample_rate,
             "clip_seconds": self.clip_seconds,
             "num_classes": len(self.labels),
@@ -352,6 +368,7 @@ class DatasetWriter:
                 num_classes=len(self.labels),
                 shard_bytes=self.shard_bytes,
                 row_group_rows=self.row_group_rows,
+                single_label=self.task == "singlelabel",
             )
         return self._open[name]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from audiosweep.config import ConfigError
 from audiosweep.errors import CheckpointError
@@ -25,10 +26,20 @@ def register(sub, bench) -> None:
     models.set_defaults(func=_models)
 
     export = sub.add_parser("export", help="fold SP4ASC's batch norms and save it in float16")
-    export.add_argument(
+    source = export.add_mutually_exclusive_group()
+    source.add_argument(
+        "--run",
+        default=None,
+        help="a finished `audiosweep train` run folder: its config and final weights",
+    )
+    source.add_argument(
         "--checkpoint", default=None, help="state dict to load (.safetensors or torch file)"
     )
-    export.add_argument("--out", required=True, help="output .safetensors path")
+    export.add_argument(
+        "--out",
+        default=None,
+        help="output .safetensors path (default with --run: <run>/model_fp16.safetensors)",
+    )
     export.add_argument(
         "--conv", default="dsc", help="SP4ASC conv type of the checkpoint (default dsc)"
     )
@@ -96,7 +107,21 @@ def _notes(arch: str, model) -> str:
 
 def _export(args: argparse.Namespace) -> int:
     from audiosweep.models.export import export_folded_fp16
+    from audiosweep.models.export_run import ExportError, export_run
     from audiosweep.models.factory import create_model
+
+    if args.run:
+        info = export_run(args.run, args.out)
+        print(json.dumps(info, indent=2))
+        if not info["within_limit"]:
+            print(
+                f"warning: {info['bytes']:,} bytes exceed the {info['limit_bytes']:,}-byte (128 KB) "
+                "limit",
+                file=sys.stderr,
+            )
+        return 0
+    if not args.out:
+        raise ExportError("export needs --out (or --run, which defaults it)")
 
     options = {} if args.n_mels is None else {"n_mels": args.n_mels}
     model = create_model("sp4asc", args.conv, num_classes=args.num_classes, **options)

@@ -103,18 +103,28 @@ def dcls_positions_figure(
 
 
 def report_bars(
-    rows: list[dict[str, Any]], out: Path, title: str = "", chance: float | None = None
+    rows: list[dict[str, Any]],
+    out: Path,
+    title: str = "",
+    chance: float | None = None,
+    metric: str = "map",
 ) -> Path:
-    """mAP mean ± std per case, grouped by architecture, on an axis from 0, with the chance
-    level (the mAP of random scores) drawn across."""
-    labels = [f"{r['arch']}\n{r['conv']}" for r in rows]
-    means = [r["map_mean"] for r in rows]
-    stds = [0.0 if r["map_std"] is None or math.isnan(r["map_std"]) else r["map_std"] for r in rows]
+    """``metric`` (mAP, or a single-label sweep's accuracy) mean ± std per case, grouped by
+    architecture, on an axis from 0, with the chance level drawn across."""
+    labels = [
+        f"{r['arch']}\n{r['conv']}" + (f"\n{r['label']}" if r.get("label") else "") for r in rows
+    ]
+    means = [r[f"{metric}_mean"] for r in rows]
+    stds = [
+        0.0 if r[f"{metric}_std"] is None or math.isnan(r[f"{metric}_std"]) else r[f"{metric}_std"]
+        for r in rows
+    ]
     colors = ["C0" if r["conv"] == "dsc" else "C3" for r in rows]
     fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(rows)), 3.8))
     ax.bar(range(len(rows)), means, yerr=stds, capsize=4, color=colors)
     ax.set_xticks(range(len(rows)), labels, fontsize=8)
-    ax.set_ylabel("eval mAP (mean ± std over seeds)")
+    ylabel = {"map": "eval mAP", "accuracy": "eval accuracy", "accuracy_tta": "accuracy, TTA"}
+    ax.set_ylabel(f"{ylabel.get(metric, metric)} (mean ± std over seeds)")
     if chance is not None and not math.isnan(chance):
         ax.axhline(chance, color="0.3", linestyle="--", linewidth=1)
         ax.annotate(

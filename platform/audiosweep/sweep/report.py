@@ -1,5 +1,8 @@
 """The paper's Table 1 rebuilt from MLflow: per case mAP mean ± std over seeds, parameters and
-throughput, and per architecture the DCLS − DSC difference with a Welch t-test."""
+throughput, and per architecture the DCLS − DSC difference with a Welch t-test.
+
+Single-label sweeps (``data.task=singlelabel``, e.g. SP4ASC on scenes) get accuracy and log
+loss instead of mAP: `sweep.report_scenes`."""
 
 from __future__ import annotations
 
@@ -101,6 +104,14 @@ def fetch_trials(mlflow, family: str, sweep_id: str) -> list[dict[str, Any]]:
                 "infer_samples_per_s": metrics.get("infer_samples_per_s"),
                 "train_samples_per_s": metrics.get("train_samples_per_s"),
                 "wall_time_s": metrics.get("wall_time_s"),
+                "task": params.get("data.task", "multilabel"),
+                "label": params.get("sweep.label", ""),
+                "final_accuracy": metrics.get("final_accuracy"),
+                "final_log_loss": metrics.get("final_log_loss"),
+                "final_accuracy_tta": metrics.get("final_accuracy_tta"),
+                "final_log_loss_tta": metrics.get("final_log_loss_tta"),
+                "chance_accuracy": metrics.get("eval_chance_accuracy"),
+                "chance_log_loss": metrics.get("eval_chance_log_loss"),
                 "infer_shape": tags.get("infer_shape"),
                 "infer_threads": tags.get("infer_threads"),
             }
@@ -119,6 +130,11 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 def build_report(mlflow, family: str, sweep_id: str) -> dict[str, Any]:
     trials = fetch_trials(mlflow, family, sweep_id)
+    if any(t["task"] == "singlelabel" for t in trials):
+        from audiosweep.sweep import report_scenes
+
+        rep = report_scenes.build([t for t in trials if t["task"] == "singlelabel"])
+        return {"family": family, "sweep_id": sweep_id, "trials": trials, **rep}
     finished = [t for t in trials if t["status"] == "FINISHED" and t["final_map"] is not None]
     groups: dict[tuple, list[dict]] = {}
     for t in finished:
@@ -196,6 +212,10 @@ def _fmt(value: Any, spec: str) -> str:
 
 
 def markdown(rep: dict[str, Any]) -> str:
+    if rep.get("task") == "singlelabel":
+        from audiosweep.sweep import report_scenes
+
+        return report_scenes.markdown(rep)
     lines = [
         f"## {rep['family']} — {rep['sweep_id']}",
         "",
@@ -242,6 +262,10 @@ def markdown(rep: dict[str, Any]) -> str:
 
 
 def write_csv(rep: dict[str, Any], path: Path) -> Path:
+    if rep.get("task") == "singlelabel":
+        from audiosweep.sweep import report_scenes
+
+        return report_scenes.write_csv(rep, path)
     fields = [
         "arch",
         "model_arch",
@@ -273,7 +297,17 @@ def publish(mlflow, parent_run_id: str, rep: dict[str, Any], out_dir: Path) -> d
         "csv": write_csv(rep, out_dir / "report.csv"),
     }
     paths["md"].write_text(markdown(rep))
-    if rep["rows"]:
+    if rep["rows"] and rep.get("task") == "singlelabel":
+        paths["png"] = report_bars(
+            rep["rows"],
+            out_dir / "report.png",
+            title=rep["sweep_id"],
+            chance=rep.get("chance_accuracy"),
+            metric="accuracy_tta"
+            if any(r["accuracy_tta_values"] for r in rep["rows"])
+            else "accuracy",
+        )
+    elif rep["rows"]:
         paths["png"] = report_bars(
             rep["rows"],
             out_dir / "report.png",

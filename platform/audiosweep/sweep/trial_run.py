@@ -62,6 +62,12 @@ class TrialRun:
         summary = {
             "final_map": final.get("eval_map"),
             "best_map": final.get("best_map"),
+            # Single-label runs, and the final evaluation with test-time augmentation (None: absent).
+            "final_accuracy": final.get("eval_accuracy"),
+            "final_log_loss": final.get("eval_log_loss"),
+            "final_map_tta": final.get("eval_map_tta"),
+            "final_accuracy_tta": final.get("eval_accuracy_tta"),
+            "final_log_loss_tta": final.get("eval_log_loss_tta"),
             "params_total": final.get("params_total"),
             "params_dcls_positions": final.get("params_dcls_positions"),
             "train_samples_per_s": final.get("train_samples_per_s"),

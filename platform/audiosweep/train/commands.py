@@ -92,7 +92,7 @@ def _train(args: argparse.Namespace) -> int:
     if tracker:
         tracker.finish(result.raw, result.run_dir)
     m = result.metrics
-    print(json.dumps({k: m.get(k) for k in SUMMARY_KEYS}, indent=2))
+    print(json.dumps({k: m[k] for k in SUMMARY_KEYS if k in m}, indent=2))
     print(f"run folder: {result.run_dir}")
     if tracker:
         print(f"MLflow run: {tracker.url}")
@@ -104,6 +104,8 @@ SUMMARY_KEYS = (
     "eval_map",
     "best_map",
     "eval_dprime",
+    "eval_accuracy",
+    "eval_log_loss",
     "params_total",
     "train_samples_per_s",
     "infer_samples_per_s",

@@ -107,7 +107,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             epoch_clock.set(epoch)
         t0 = time.perf_counter()
         train_loss = train_one_epoch(model, pipe, train_shard, cfg, epoch, rank, world, timer)
-        result = evaluate(model, pipe, eval_shard, cfg, device, num_classes)
+        last = epoch + 1 == cfg.train.epochs
+        result = evaluate(model, pipe, eval_shard, cfg, device, num_classes, epoch, tta=last)
         metrics: dict[str, Any] = {
             "epoch": epoch + 1,
             "train_loss": train_loss,
@@ -124,7 +125,6 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 metrics["eval_map"] if math.isnan(best_map) else max(best_map, metrics["eval_map"])
             )
         metrics["best_map"] = best_map
-        last = epoch + 1 == cfg.train.epochs
         if last and rank == 0:
             metrics.update(
                 inference_throughput(
@@ -167,7 +167,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         if rank == 0:
             print(
                 f"[audiosweep] epoch {epoch + 1}/{cfg.train.epochs} loss {train_loss:.4f} "
-                f"mAP {metrics['eval_map']:.4f} d' {metrics['eval_dprime']:.3f} "
+                f"{pipe.task.epoch_line(metrics)} "
                 f"lr {metrics['lr']:.2e} {metrics['epoch_seconds']:.1f}s"
             )
 
@@ -226,39 +226,44 @@ def evaluate(
     cfg: TrialConfig,
     device: torch.device,
     num_classes: int,
+    epoch: int = 0,
+    tta: bool = False,
 ) -> dict[str, Any]:
-    from audiosweep.train.metrics import tagging_metrics
-
+    """Metrics of the plain predictions (``eval_*``) and, with ``tta``, of the test-time
+    augmented ones (``eval_*_tta``; SP4ASC evaluates those once, after training)."""
     # Eval shards differ in length across ranks, so the forward must not go through DDP, whose
     # forward broadcasts buffers (a collective a rank with fewer batches would never join).
     model = ckpt.unwrap(model)
     model.eval()
-    scores, targets, ids = [], [], []
-    for batch in iterate(shard, cfg.train.eval_batch_size, device, drop_last=False):
+    rank = ray.train.get_context().get_world_rank()
+    scores: dict[str, list[torch.Tensor]] = {}
+    targets, ids = [], []
+    batches = iterate(shard, cfg.train.eval_batch_size, device, drop_last=False)
+    for index, batch in enumerate(batches):
+        seed = derive_seed(cfg.train.seed, "tta", rank, epoch, index)
         with pipe.autocast():
-            probs = pipe.predict(model, batch["waveform"])
-        scores.append(probs.float())
+            views = pipe.predict(model, batch["waveform"], tta=tta, seed=seed)
+        for suffix, probs in views.items():
+            scores.setdefault(suffix, []).append(probs.float())
         targets.append(batch["target"].float())
         ids.extend(batch["clip_id"])
     empty = torch.zeros(0, num_classes, device=device)
-    all_scores = gather_rows(torch.cat(scores) if scores else empty)
     all_targets = gather_rows(torch.cat(targets) if targets else empty)
     all_ids = gather_strings(ids)
     if len(set(all_ids)) != len(all_ids):
         raise RuntimeError(f"evaluation saw {len(all_ids) - len(set(all_ids))} duplicate clips")
-    m = tagging_metrics(all_targets, all_scores)
-    prevalence = all_targets.mean(0)
-    return {
-        # What random scores reach: mAP is averaged over the classes with positives.
-        "eval_chance_map": float(prevalence[prevalence > 0].mean()) if len(all_ids) else 0.0,
-        "eval_map": float(m["map"]),
-        "eval_map_excluded_classes": int(m["map_excluded"]),
-        "eval_mean_auc": float(m["mean_auc"]),
-        "eval_dprime": float(m["dprime_of_mean_auc"]),
-        "eval_mean_dprime": float(m["mean_dprime"]),
-        "eval_clips": len(all_ids),
-        "per_class_ap": m["per_class_ap"].cpu(),
-    }
+    # Every rank holds the same view keys (TTA on or off), so the gathers below pair up.
+    suffixes = [""] + (["_tta"] if tta and pipe.has_tta else [])
+    result: dict[str, Any] = {"eval_clips": len(all_ids)}
+    for suffix in suffixes:
+        local = scores.get(suffix, [])
+        gathered = gather_rows(torch.cat(local) if local else empty)
+        metrics = pipe.task.metrics(all_targets, gathered)
+        per_class_ap = metrics.pop("per_class_ap")
+        if not suffix:
+            result["per_class_ap"] = per_class_ap
+        result.update({f"{k}{suffix}": v for k, v in metrics.items()})
+    return result
 
 
 def iterate(

@@ -13,6 +13,7 @@ from torch import nn
 
 from audiosweep.config import TrialConfig
 from audiosweep.models import clamp_dcls_positions
+from audiosweep.train.task import Task, task_for
 
 
 @dataclass
@@ -32,6 +33,7 @@ class TrainingPipeline:
     clip_grad: float | None
     tta_views: int
     train_spec_augment: bool
+    task: Task
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.amp_dtype is None:
@@ -51,15 +53,30 @@ class TrainingPipeline:
             spec, target = self.mixup(spec, target)
         return spec, target
 
-    def predict(self, model: nn.Module, waveform: torch.Tensor) -> torch.Tensor:
-        """Eval probabilities; with TTA, the mean over SpecAugment views."""
+    def predict(
+        self,
+        model: nn.Module,
+        waveform: torch.Tensor,
+        *,
+        tta: bool = False,
+        seed: int | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Eval probabilities (the task's activation) under ``""``; with ``tta`` and
+        ``tta_views`` > 0 also their mean over that many SpecAugment draws, under ``"_tta"``."""
+        from audiosweep.audio.tta import test_time_augment
+
         spec = self.frontend(waveform, augment=False)
-        if self.tta_views > 0 and self.spec_augment is not None:
-            views = [
-                torch.sigmoid(model(self.spec_augment(spec)).float()) for _ in range(self.tta_views)
-            ]
-            return torch.stack(views).mean(0)
-        return torch.sigmoid(model(spec).float())
+        act = self.task.activation
+        out = {"": test_time_augment(model, spec, 0, activation=act)}
+        if tta and self.has_tta:
+            out["_tta"] = test_time_augment(
+                model, spec, self.tta_views, augment=self.spec_augment, activation=act, seed=seed
+            )
+        return out
+
+    @property
+    def has_tta(self) -> bool:
+        return self.tta_views > 0 and self.spec_augment is not None
 
     def backward(self, loss: torch.Tensor) -> None:
         if self.scaler is not None:
@@ -85,11 +102,18 @@ class TrainingPipeline:
 
 
 def make_loss(cfg: TrialConfig) -> nn.Module:
-    from audiosweep.train.losses import build_loss
+    """The loss named by ``train.loss`` in the form the config's task (``data.task``) uses."""
+    return task_for(cfg).loss(cfg)
 
-    if cfg.train.loss.startswith("focal"):
-        return build_loss(cfg.train.loss, gamma=cfg.train.focal_gamma)
-    return build_loss(cfg.train.loss)
+
+def freq_mask_width(cfg: TrialConfig) -> int:
+    """Widest SpecAugment frequency mask in mel bins."""
+    fraction = cfg.augment.freq_mask_fraction
+    if fraction is None:
+        return cfg.augment.freq_mask_width
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"augment.freq_mask_fraction must be in [0, 1], not {fraction}")
+    return int(round(fraction * cfg.audio.n_mels))
 
 
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
@@ -182,7 +206,7 @@ def build_pipeline(
             n_time_masks=aug.time_masks,
             time_mask_param=aug.time_mask_width,
             n_freq_masks=aug.freq_masks,
-            freq_mask_param=aug.freq_mask_width,
+            freq_mask_param=freq_mask_width(cfg),
         )
         if aug.specaugment or aug.tta_views > 0
         else None
@@ -228,4 +252,5 @@ def build_pipeline(
         clip_grad=cfg.optim.clip_grad,
         tta_views=aug.tta_views,
         train_spec_augment=aug.specaugment,
+        task=task_for(cfg),
     )

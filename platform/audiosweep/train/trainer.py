@@ -120,9 +120,15 @@ def resolve_trial(cfg: TrialConfig) -> tuple[TrialConfig, Any]:
             f"dataset {data_path} is sampled at {info.sample_rate} Hz but audio.sample_rate is "
             f"{cfg.audio.sample_rate}; set audio.sample_rate={info.sample_rate} (and check audio.f_max)"
         )
+    if cfg.data.task not in ("auto", info.task):
+        raise ConfigError(
+            f"data.task={cfg.data.task} but dataset {data_path} is {info.task}; "
+            f"drop data.task (the dataset decides) or use a {cfg.data.task} dataset"
+        )
     overrides = {
         "data.path": data_path,
         "data.clip_seconds": cfg.data.clip_seconds or info.clip_seconds,
+        "data.task": info.task,
     }
     if _is_local_checkpoint(cfg.model.init):  # workers run in another directory
         overrides["model.init"] = resolve_path(cfg.model.init)
@@ -144,7 +150,7 @@ def check_trial(cfg: TrialConfig) -> None:
     from audiosweep.models import list_archs
     from audiosweep.models.from_config import model_kwargs
     from audiosweep.models.pretrained import check_init
-    from audiosweep.train.pipeline import make_loss, resolve_amp
+    from audiosweep.train.pipeline import freq_mask_width, make_loss, resolve_amp
 
     if cfg.model.arch not in list_archs():
         raise ConfigError(
@@ -160,6 +166,7 @@ def check_trial(cfg: TrialConfig) -> None:
             cfg.model.kernel_count,
         )
         make_loss(cfg)
+        freq_mask_width(cfg)
         if cfg.train.amp != "fp16":
             resolve_amp(cfg.train.amp, torch_device("cpu"))
     except ValueError as err:
