@@ -26,12 +26,14 @@ from torch import nn
 from audiosweep.config import TrialConfig
 from audiosweep.data.epoch_clock import EpochClock
 from audiosweep.train import checkpoint as ckpt
+from audiosweep.train.ema import WeightEma, create_ema
 from audiosweep.train.gather import gather_rows, gather_strings
 from audiosweep.train.pipeline import TrainingPipeline, build_pipeline
 from audiosweep.train.seeding import derive_seed, seed_everything
 from audiosweep.train.throughput import StepTimer, inference_throughput
 
 PER_CLASS_AP_FILE = "per_class_ap.csv"
+EMA_STATE_KEY = "ema"  # the EMA weights in a checkpoint's `extra`
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
@@ -96,6 +98,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         if rank == 0:
             print(f"[audiosweep] resumed from checkpoint after epoch {start_epoch}")
 
+    ema = create_ema(
+        ckpt.unwrap(model),
+        cfg.train.ema_decay,
+        state["extra"].get(EMA_STATE_KEY) if restored is not None else None,
+    )
     train_shard = ray.train.get_dataset_shard("train")
     eval_shard = ray.train.get_dataset_shard("eval")
     epoch_clock = EpochClock(config["epoch_clock"]) if config.get("epoch_clock") else None
@@ -106,8 +113,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         if epoch_clock is not None:  # before iterating: the train split plans this epoch's order
             epoch_clock.set(epoch)
         t0 = time.perf_counter()
-        train_loss = train_one_epoch(model, pipe, train_shard, cfg, epoch, rank, world, timer)
-        result = evaluate(model, pipe, eval_shard, cfg, device, num_classes)
+        train_loss = train_one_epoch(
+            model, pipe, train_shard, cfg, epoch, rank, world, timer, ema=ema
+        )
+        result = evaluate(
+            model, pipe, eval_shard, cfg, device, num_classes, ema=ema.module if ema else None
+        )
         metrics: dict[str, Any] = {
             "epoch": epoch + 1,
             "train_loss": train_loss,
@@ -117,7 +128,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             # Rank 0's node: where the trial trained (its driver may sit on another node).
             "node_id": ray.get_runtime_context().get_node_id(),
             **param_counts,
-            **{k: v for k, v in result.items() if k != "per_class_ap"},
+            **{k: v for k, v in result.items() if not k.startswith("per_class_ap")},
         }
         if not math.isnan(metrics["eval_map"]):
             best_map = (
@@ -151,6 +162,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                         "best_map": best_map,
                         "positions_init": positions_init,
                         "init_report": init_info,
+                        **({EMA_STATE_KEY: ema.module.state_dict()} if ema else {}),
                         "positions_final": {
                             k: v.detach().cpu().clone()
                             for k, v in dcls_positions(ckpt.unwrap(model)).items()
@@ -162,13 +174,16 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 )
                 if last:
                     ckpt.save_model_weights(model, Path(tmp) / ckpt.MODEL_FILE)
+                    if ema is not None:
+                        ckpt.save_model_weights(ema.module, Path(tmp) / ckpt.MODEL_EMA_FILE)
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(metrics, checkpoint=checkpoint)
         if rank == 0:
             print(
                 f"[audiosweep] epoch {epoch + 1}/{cfg.train.epochs} loss {train_loss:.4f} "
                 f"mAP {metrics['eval_map']:.4f} d' {metrics['eval_dprime']:.3f} "
-                f"lr {metrics['lr']:.2e} {metrics['epoch_seconds']:.1f}s"
+                + (f"EMA mAP {metrics['eval_map_ema']:.4f} " if ema is not None else "")
+                + f"lr {metrics['lr']:.2e} {metrics['epoch_seconds']:.1f}s"
             )
 
 
@@ -181,6 +196,7 @@ def train_one_epoch(
     rank: int,
     world: int,
     timer: StepTimer,
+    ema: WeightEma | None = None,
 ) -> float:
     model.train()
     accum = pipe.accumulation_steps
@@ -212,6 +228,8 @@ def train_one_epoch(
         pipe.backward(loss / accum)
         if sync_now:
             pipe.step(model)
+            if ema is not None:
+                ema.update(ckpt.unwrap(model))
         timer.stop(spec.shape[0])
         losses.append(loss.detach().float().item())
     mean = torch.tensor([float(np.mean(losses)) if losses else float("nan")], device=pipe.device)
@@ -226,37 +244,52 @@ def evaluate(
     cfg: TrialConfig,
     device: torch.device,
     num_classes: int,
+    *,
+    ema: nn.Module | None = None,
 ) -> dict[str, Any]:
-    from audiosweep.train.metrics import tagging_metrics
-
+    """Metrics of `model` on this worker's eval shard gathered over all workers; with `ema`,
+    the averaged weights are scored on the same batches (one pass), keys suffixed ``_ema``."""
     # Eval shards differ in length across ranks, so the forward must not go through DDP, whose
     # forward broadcasts buffers (a collective a rank with fewer batches would never join).
-    model = ckpt.unwrap(model)
-    model.eval()
-    scores, targets, ids = [], [], []
+    models = {"": ckpt.unwrap(model), **({"_ema": ema} if ema is not None else {})}
+    for m in models.values():
+        m.eval()
+    scores: dict[str, list[torch.Tensor]] = {suffix: [] for suffix in models}
+    targets, ids = [], []
     for batch in iterate(shard, cfg.train.eval_batch_size, device, drop_last=False):
-        with pipe.autocast():
-            probs = pipe.predict(model, batch["waveform"])
-        scores.append(probs.float())
+        for suffix, m in models.items():
+            with pipe.autocast():
+                scores[suffix].append(pipe.predict(m, batch["waveform"]).float())
         targets.append(batch["target"].float())
         ids.extend(batch["clip_id"])
     empty = torch.zeros(0, num_classes, device=device)
-    all_scores = gather_rows(torch.cat(scores) if scores else empty)
     all_targets = gather_rows(torch.cat(targets) if targets else empty)
     all_ids = gather_strings(ids)
     if len(set(all_ids)) != len(all_ids):
         raise RuntimeError(f"evaluation saw {len(all_ids) - len(set(all_ids))} duplicate clips")
-    m = tagging_metrics(all_targets, all_scores)
-    prevalence = all_targets.mean(0)
+    result: dict[str, Any] = {}
+    for suffix, parts in scores.items():
+        all_scores = gather_rows(torch.cat(parts) if parts else empty)
+        for key, value in eval_metrics(all_targets, all_scores).items():
+            result[key + suffix] = value
+    return result
+
+
+def eval_metrics(targets: torch.Tensor, scores: torch.Tensor) -> dict[str, Any]:
+    """The eval metrics a trial reports, from every eval clip's targets and probabilities."""
+    from audiosweep.train.metrics import tagging_metrics
+
+    m = tagging_metrics(targets, scores)
+    prevalence = targets.mean(0)
     return {
         # What random scores reach: mAP is averaged over the classes with positives.
-        "eval_chance_map": float(prevalence[prevalence > 0].mean()) if len(all_ids) else 0.0,
+        "eval_chance_map": float(prevalence[prevalence > 0].mean()) if len(targets) else 0.0,
         "eval_map": float(m["map"]),
         "eval_map_excluded_classes": int(m["map_excluded"]),
         "eval_mean_auc": float(m["mean_auc"]),
         "eval_dprime": float(m["dprime_of_mean_auc"]),
         "eval_mean_dprime": float(m["mean_dprime"]),
-        "eval_clips": len(all_ids),
+        "eval_clips": len(targets),
         "per_class_ap": m["per_class_ap"].cpu(),
     }
 
