@@ -13,6 +13,8 @@ import torch
 from timm.utils import ModelEmaV3
 from torch import Tensor, nn
 
+EMA_STATE_KEY = "ema"  # the EMA weights in a training checkpoint's `extra`
+
 
 class WeightEma(ModelEmaV3):
     """ModelEmaV3 that updates a tensor shared by several modules once per step.

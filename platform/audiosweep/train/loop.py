@@ -26,14 +26,13 @@ from torch import nn
 from audiosweep.config import TrialConfig
 from audiosweep.data.epoch_clock import EpochClock
 from audiosweep.train import checkpoint as ckpt
-from audiosweep.train.ema import WeightEma, create_ema
+from audiosweep.train.ema import EMA_STATE_KEY, WeightEma, create_ema
 from audiosweep.train.gather import gather_rows, gather_strings
 from audiosweep.train.pipeline import TrainingPipeline, build_pipeline
 from audiosweep.train.seeding import derive_seed, seed_everything
 from audiosweep.train.throughput import StepTimer, inference_throughput
 
 PER_CLASS_AP_FILE = "per_class_ap.csv"
-EMA_STATE_KEY = "ema"  # the EMA weights in a checkpoint's `extra`
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
