@@ -269,3 +269,28 @@ def test_a_report_is_written_whole_or_not_at_all(tmp_path, run_folder, monkeypat
         write_report(other, _evaluation(), source, cfg)
     assert not other.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report", "runs"]  # no temporary left
+
+
+@pytest.mark.parametrize("tta", [0, 3])
+def test_a_replica_predicts_what_the_trials_evaluation_predicts(tta):
+    """The evaluation replica against the training loop's own eval path
+    (`TrainingPipeline.predict`), on the same weights and waveforms."""
+    from audiosweep.evaluate.predict import Predictor
+    from audiosweep.train.pipeline import build_pipeline
+
+    cfg = _cfg(**{"augment.tta_views": tta, "data.clip_seconds": 2.0, "train.amp": "none"})
+    model = _model(5)
+    predictor = Predictor(cfg.to_dict(), CLASSES, [model.state_dict()], tta_views=tta, seed=7)
+    pipe = build_pipeline(
+        cfg, num_classes=CLASSES, device=torch.device("cpu"), model=model, train_rows=64, world=1
+    )
+    rng = np.random.default_rng(0)
+    waveform = (0.1 * rng.standard_normal((3, 64000))).astype(np.float32)
+    batch = {"waveform": waveform, "target": np.zeros((3, CLASSES)), "clip_id": ["a", "b", "c"]}
+    torch.manual_seed(7)  # the TTA views' masks: the replica seeds the same way
+    got = predictor(batch)
+    torch.manual_seed(7)
+    with torch.no_grad():
+        expected = pipe.predict(model.eval(), torch.from_numpy(waveform)).numpy()
+    np.testing.assert_allclose(got["scores"], expected, rtol=0, atol=1e-6)
+    assert list(got["clip_id"]) == ["a", "b", "c"] and got["scores"].shape == (3, CLASSES)

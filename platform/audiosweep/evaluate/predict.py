@@ -41,8 +41,11 @@ class Predictor:
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         model = create_model_from_config(cfg, num_classes)
         # `weights` wraps the object ref in a list, so that Ray hands the ref over unresolved
-        # and every replica reads the one copy in the object store.
-        model.load_state_dict(ray.get(weights[0]), strict=True)
+        # and every replica reads the one copy in the object store (a state dict also passes).
+        state = weights[0]
+        if isinstance(state, ray.ObjectRef):
+            state = ray.get(state)
+        model.load_state_dict(state, strict=True)
         self.model = model.to(self.device).eval()
         self.frontend = FrontEnd(FrontEndConfig.from_audio_config(cfg.audio)).to(self.device)
         self.amp_dtype = resolve_amp(cfg.train.amp, self.device)
