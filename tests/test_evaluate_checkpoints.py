@@ -294,3 +294,23 @@ def test_a_replica_predicts_what_the_trials_evaluation_predicts(tta):
         expected = pipe.predict(model.eval(), torch.from_numpy(waveform)).numpy()
     np.testing.assert_allclose(got["scores"], expected, rtol=0, atol=1e-6)
     assert list(got["clip_id"]) == ["a", "b", "c"] and got["scores"].shape == (3, CLASSES)
+
+
+def test_replicas_use_gpus_when_the_cluster_can_have_them_and_fit_a_node(monkeypatch):
+    from audiosweep.evaluate.run import EvalOptions, replica_resources
+    from audiosweep.sweep import capacity
+
+    def cluster(*types):
+        monkeypatch.setattr(
+            capacity, "cluster_capacity", lambda: capacity.Capacity(list(types), "test")
+        )
+
+    paper = load_preset("paper")  # 8 workers × (8 CPUs, 1 GPU), read tasks of 1 CPU
+    cluster(capacity.NodeType("head", {"CPU": 2.0}, 1))
+    assert replica_resources(paper, EvalOptions()) == (1, 1.0, 0.0)  # a laptop: CPU, fits
+    cluster(
+        capacity.NodeType("head", {"CPU": 4.0}, 1),
+        capacity.NodeType("gpu", {"CPU": 6.0, "GPU": 1.0}, 4),  # none alive yet: counted
+    )
+    assert replica_resources(paper, EvalOptions()) == (8, 5.0, 1.0)
+    assert replica_resources(paper, EvalOptions(workers=2, cpus_per_worker=3)) == (2, 3, 1.0)

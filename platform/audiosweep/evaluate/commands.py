@@ -36,6 +36,11 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
     p.add_argument(
         "--workers", type=int, help="model replicas (default: train.num_workers on GPUs, else 1)"
     )
+    p.add_argument(
+        "--cpus-per-worker",
+        type=float,
+        help="CPUs per replica (default: train.cpus_per_worker, capped to fit a node)",
+    )
     p.add_argument("--out", help="report folder (default: evaluations/<checkpoint>-<split>)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
     p.add_argument(
@@ -69,15 +74,21 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise UserError(f"--tta must be >= 0, not {args.tta}")
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers must be >= 1, not {args.workers}")
+    if args.cpus_per_worker is not None and args.cpus_per_worker <= 0:
+        raise UserError(f"--cpus-per-worker must be > 0, not {args.cpus_per_worker}")
     uri = None if args.no_track else tracking.configured_uri(args.tracking_uri)
     if uri:
         tracking.check_server(uri)
+    # A logged model comes from the tracking server, with or without --no-track.
+    source_uri = (
+        tracking.tracking_uri(args.tracking_uri) if args.checkpoint.startswith("models:/") else uri
+    )
     checkpoint = open_checkpoint(
         args.checkpoint,
         source=args.source,
         ema=args.ema,
         sha256=args.sha256,
-        tracking_uri=uri,
+        tracking_uri=source_uri,
     )
     cfg = resolve_eval_config(checkpoint, args.preset, args.overrides)
     split = args.split or cfg.data.eval_split
@@ -91,7 +102,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     from audiosweep.ray_cluster import connect
 
     connect(args.address)
-    options = EvalOptions(split=split, ema=args.ema, tta_views=args.tta, workers=args.workers)
+    options = EvalOptions(
+        split=split,
+        ema=args.ema,
+        tta_views=args.tta,
+        workers=args.workers,
+        cpus_per_worker=args.cpus_per_worker,
+    )
     evaluation = evaluate_split(cfg, info, model, options)
     write_report(
         out, evaluation, checkpoint, cfg, overwrite=args.overwrite, save_scores=args.save_scores

@@ -38,6 +38,7 @@ class EvalOptions:
     ema: bool = False
     tta_views: int | None = None  # None: the config's augment.tta_views
     workers: int | None = None  # None: train.num_workers with GPUs, else 1
+    cpus_per_worker: float | None = None  # None: train.cpus_per_worker, capped to fit a node
     seed: int = 0
 
 
@@ -117,13 +118,10 @@ def evaluate_split(
     from audiosweep.evaluate.predict import Predictor
     from audiosweep.train.loop import eval_metrics
     from audiosweep.train.metrics import auc_dprime
-    from audiosweep.train.trainer import worker_gpus
 
     split = options.split or cfg.data.eval_split
     tta = cfg.augment.tta_views if options.tta_views is None else options.tta_views
-    gpus = worker_gpus(cfg)
-    workers = options.workers or (cfg.train.num_workers if gpus else 1)
-    cpus = cfg.train.cpus_per_worker
+    workers, cpus, gpus = replica_resources(cfg, options)
     ds = read_split(
         cfg.data.path,
         split,
@@ -189,6 +187,27 @@ def evaluate_split(
         scores=all_scores.numpy(),
         targets=all_targets.numpy(),
     )
+
+
+def replica_resources(cfg: TrialConfig, options: EvalOptions) -> tuple[int, float, float]:
+    """(replicas, CPUs, GPUs per replica) for the cluster the driver is connected to.
+
+    A GPU per replica whenever a node the cluster can grow to has GPUs (``train.gpus_per_worker``
+    if set), none otherwise, whatever the preset asks (a GPU preset evaluated on a CPU machine
+    would wait forever). CPUs: ``train.cpus_per_worker``, capped so that a replica and a read
+    task fit the largest node.
+    """
+    from audiosweep.sweep.capacity import cluster_capacity, has_gpus
+
+    types = [t for t in cluster_capacity().node_types if t.max_workers > 0]
+    gpus = (cfg.train.gpus_per_worker or 1.0) if has_gpus(types) else 0.0
+    hosts = [t for t in types if t.resources.get("GPU", 0.0) >= gpus] or types
+    largest = max((t.resources.get("CPU", 0.0) for t in hosts), default=1.0)
+    cpus = options.cpus_per_worker or min(
+        cfg.train.cpus_per_worker, max(0.25, largest - cfg.data.task_cpus)
+    )
+    workers = options.workers or (cfg.train.num_workers if gpus else 1)
+    return workers, cpus, gpus
 
 
 def write_report(
