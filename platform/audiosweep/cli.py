@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "audiosweep.audio.commands",
     "audiosweep.models.commands",
     "audiosweep.train.commands",
+    "audiosweep.evaluate.commands",
     "audiosweep.sweep.commands",
 )
 

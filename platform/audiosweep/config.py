@@ -172,6 +172,14 @@ class TrainConfig:
     max_failures: int = 2
     keep_checkpoints: int = 2
     throughput_warmup_steps: int = 3
+    # Exponential moving average of the weights, updated after every optimizer step (timm's
+    # ModelEmaV3); None: off, as in the paper's recipe. On: each epoch also evaluates the
+    # average (eval_map_ema), and checkpoints hold it.
+    ema_decay: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ConfigError(f"train.ema_decay must be in (0, 1) or null, not {self.ema_decay}")
 
 
 @dataclass

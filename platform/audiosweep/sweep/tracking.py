@@ -198,23 +198,13 @@ class MLflowEpochCallback(UserCallback):
     """Logs rank 0's epoch metrics to the trial's child run once the report (and its
     checkpoint) is persisted, so an epoch re-run after a restart is not logged twice."""
 
-    EPOCH_KEYS = (
-        "train_loss",
-        "lr",
-        "eval_map",
-        "eval_chance_map",
-        "eval_dprime",
-        "eval_mean_dprime",
-        "eval_mean_auc",
-        "eval_accuracy",
-        "eval_log_loss",
-        "eval_map_tta",
-        "eval_accuracy_tta",
-        "eval_log_loss_tta",
-        "best_map",
-        "train_samples_per_s",
-        "epoch_seconds",
-    )
+    EPOCH_KEYS = ("train_loss", "lr", "best_map", "train_samples_per_s", "epoch_seconds")
+    # Every eval score (plain, _tta, _ema) is a curve; clip and class counts are not.
+    NOT_CURVES = ("eval_clips", "eval_map_excluded_classes")
+
+    @classmethod
+    def is_epoch_metric(cls, key: str) -> bool:
+        return key in cls.EPOCH_KEYS or (key.startswith("eval_") and key not in cls.NOT_CURVES)
 
     def __init__(self, uri: str, run_id: str) -> None:
         self.uri = uri
@@ -224,5 +214,8 @@ class MLflowEpochCallback(UserCallback):
         row = metrics[0]
         epoch = int(row.get("epoch", 0))
         log_metrics(
-            client(self.uri), self.run_id, {k: row[k] for k in self.EPOCH_KEYS if k in row}, epoch
+            client(self.uri),
+            self.run_id,
+            {k: v for k, v in row.items() if self.is_epoch_metric(k)},
+            epoch,
         )

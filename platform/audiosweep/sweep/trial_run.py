@@ -81,8 +81,24 @@ class TrialRun:
         if "node_id" in final:  # rank 0's node in the last epoch (a restarted trial may move)
             self.mlflow.set_tag(self.run_id, tracking.NODE_TAG, str(final["node_id"]))
         log_trial_artifacts(self.mlflow, self.run_id, run_dir, self.cfg, result.checkpoint)
+        self.log_model(run_dir, step=int(final.get("epoch", 0)))
         self.mlflow.set_terminated(self.run_id, status="FINISHED")
         return summary
+
+    def log_model(self, run_dir: Path, *, step: int) -> str | None:
+        """The final weights as an MLflow logged model, linked to the metrics at `step`.
+        A failure here is reported, not raised: the trial itself has finished."""
+        from audiosweep.sweep.logged_model import log_final_model
+
+        tags = self.mlflow.get_run(self.run_id).data.tags
+        model_tags = {k: tags[k] for k in (*trial_tags(self.cfg), tracking.SWEEP_TAG) if k in tags}
+        try:
+            return log_final_model(
+                self.uri, self.run_id, self.cfg, run_dir, step=step, tags=model_tags
+            )
+        except Exception as err:  # noqa: BLE001 - the metrics and artifacts are logged already
+            print(f"[audiosweep] could not log the final model to MLflow: {err}")
+            return None
 
     def fail(self, deterministic_reason: str | None = None) -> None:
         if deterministic_reason:

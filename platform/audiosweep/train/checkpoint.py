@@ -15,6 +15,7 @@ from torch import nn
 
 STATE_FILE = "state.pt"
 MODEL_FILE = "model.safetensors"
+MODEL_EMA_FILE = "model_ema.safetensors"  # the final EMA weights, when train.ema_decay is set
 
 
 def unwrap(model: nn.Module) -> nn.Module:

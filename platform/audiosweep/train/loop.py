@@ -26,6 +26,7 @@ from torch import nn
 from audiosweep.config import TrialConfig
 from audiosweep.data.epoch_clock import EpochClock
 from audiosweep.train import checkpoint as ckpt
+from audiosweep.train.ema import EMA_STATE_KEY, WeightEma, create_ema
 from audiosweep.train.gather import gather_rows, gather_strings
 from audiosweep.train.pipeline import TrainingPipeline, build_pipeline
 from audiosweep.train.seeding import derive_seed, seed_everything
@@ -96,6 +97,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         if rank == 0:
             print(f"[audiosweep] resumed from checkpoint after epoch {start_epoch}")
 
+    ema = create_ema(
+        ckpt.unwrap(model),
+        cfg.train.ema_decay,
+        state["extra"].get(EMA_STATE_KEY) if restored is not None else None,
+    )
     train_shard = ray.train.get_dataset_shard("train")
     eval_shard = ray.train.get_dataset_shard("eval")
     epoch_clock = EpochClock(config["epoch_clock"]) if config.get("epoch_clock") else None
@@ -106,9 +112,21 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         if epoch_clock is not None:  # before iterating: the train split plans this epoch's order
             epoch_clock.set(epoch)
         t0 = time.perf_counter()
-        train_loss = train_one_epoch(model, pipe, train_shard, cfg, epoch, rank, world, timer)
+        train_loss = train_one_epoch(
+            model, pipe, train_shard, cfg, epoch, rank, world, timer, ema=ema
+        )
         last = epoch + 1 == cfg.train.epochs
-        result = evaluate(model, pipe, eval_shard, cfg, device, num_classes, epoch, tta=last)
+        result = evaluate(
+            model,
+            pipe,
+            eval_shard,
+            cfg,
+            device,
+            num_classes,
+            epoch,
+            tta=last,
+            ema=ema.module if ema is not None else None,
+        )
         metrics: dict[str, Any] = {
             "epoch": epoch + 1,
             "train_loss": train_loss,
@@ -118,7 +136,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             # Rank 0's node: where the trial trained (its driver may sit on another node).
             "node_id": ray.get_runtime_context().get_node_id(),
             **param_counts,
-            **{k: v for k, v in result.items() if k != "per_class_ap"},
+            **{k: v for k, v in result.items() if not k.startswith("per_class_ap")},
         }
         if not math.isnan(metrics["eval_map"]):
             best_map = (
@@ -151,6 +169,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                         "best_map": best_map,
                         "positions_init": positions_init,
                         "init_report": init_info,
+                        **({EMA_STATE_KEY: ema.module.state_dict()} if ema else {}),
                         "positions_final": {
                             k: v.detach().cpu().clone()
                             for k, v in dcls_positions(ckpt.unwrap(model)).items()
@@ -162,13 +181,16 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 )
                 if last:
                     ckpt.save_model_weights(model, Path(tmp) / ckpt.MODEL_FILE)
+                    if ema is not None:
+                        ckpt.save_model_weights(ema.module, Path(tmp) / ckpt.MODEL_EMA_FILE)
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(metrics, checkpoint=checkpoint)
         if rank == 0:
             print(
                 f"[audiosweep] epoch {epoch + 1}/{cfg.train.epochs} loss {train_loss:.4f} "
                 f"{pipe.task.epoch_line(metrics)} "
-                f"lr {metrics['lr']:.2e} {metrics['epoch_seconds']:.1f}s"
+                + (f"EMA {pipe.task.epoch_line(_suffixed(metrics, '_ema'))} " if ema else "")
+                + f"lr {metrics['lr']:.2e} {metrics['epoch_seconds']:.1f}s"
             )
 
 
@@ -181,6 +203,7 @@ def train_one_epoch(
     rank: int,
     world: int,
     timer: StepTimer,
+    ema: WeightEma | None = None,
 ) -> float:
     model.train()
     accum = pipe.accumulation_steps
@@ -212,6 +235,8 @@ def train_one_epoch(
         pipe.backward(loss / accum)
         if sync_now:
             pipe.step(model)
+            if ema is not None:
+                ema.update(ckpt.unwrap(model))
         timer.stop(spec.shape[0])
         losses.append(loss.detach().float().item())
     mean = torch.tensor([float(np.mean(losses)) if losses else float("nan")], device=pipe.device)
@@ -228,23 +253,27 @@ def evaluate(
     num_classes: int,
     epoch: int = 0,
     tta: bool = False,
+    ema: nn.Module | None = None,
 ) -> dict[str, Any]:
-    """Metrics of the plain predictions (``eval_*``) and, with ``tta``, of the test-time
-    augmented ones (``eval_*_tta``; SP4ASC evaluates those once, after training)."""
+    """Metrics of the plain predictions (``eval_*``), with ``tta`` also of the test-time
+    augmented ones (``eval_*_tta``; SP4ASC evaluates those once, after training), and with
+    ``ema`` the same for the averaged weights on the same batches (``..._ema``)."""
     # Eval shards differ in length across ranks, so the forward must not go through DDP, whose
     # forward broadcasts buffers (a collective a rank with fewer batches would never join).
-    model = ckpt.unwrap(model)
-    model.eval()
+    models = {"": ckpt.unwrap(model), **({"_ema": ema} if ema is not None else {})}
+    for m in models.values():
+        m.eval()
     rank = ray.train.get_context().get_world_rank()
     scores: dict[str, list[torch.Tensor]] = {}
     targets, ids = [], []
     batches = iterate(shard, cfg.train.eval_batch_size, device, drop_last=False)
     for index, batch in enumerate(batches):
         seed = derive_seed(cfg.train.seed, "tta", rank, epoch, index)
-        with pipe.autocast():
-            views = pipe.predict(model, batch["waveform"], tta=tta, seed=seed)
-        for suffix, probs in views.items():
-            scores.setdefault(suffix, []).append(probs.float())
+        for model_suffix, m in models.items():
+            with pipe.autocast():
+                views = pipe.predict(m, batch["waveform"], tta=tta, seed=seed)
+            for view_suffix, probs in views.items():
+                scores.setdefault(view_suffix + model_suffix, []).append(probs.float())
         targets.append(batch["target"].float())
         ids.extend(batch["clip_id"])
     empty = torch.zeros(0, num_classes, device=device)
@@ -252,10 +281,10 @@ def evaluate(
     all_ids = gather_strings(ids)
     if len(set(all_ids)) != len(all_ids):
         raise RuntimeError(f"evaluation saw {len(all_ids) - len(set(all_ids))} duplicate clips")
-    # Every rank holds the same view keys (TTA on or off), so the gathers below pair up.
-    suffixes = [""] + (["_tta"] if tta and pipe.has_tta else [])
+    # Every rank holds the same keys (TTA on or off, EMA or not), so the gathers below pair up.
+    views = [""] + (["_tta"] if tta and pipe.has_tta else [])
     result: dict[str, Any] = {"eval_clips": len(all_ids)}
-    for suffix in suffixes:
+    for suffix in [view + model_suffix for model_suffix in models for view in views]:
         local = scores.get(suffix, [])
         gathered = gather_rows(torch.cat(local) if local else empty)
         metrics = pipe.task.metrics(all_targets, gathered)
@@ -264,6 +293,11 @@ def evaluate(
             result["per_class_ap"] = per_class_ap
         result.update({f"{k}{suffix}": v for k, v in metrics.items()})
     return result
+
+
+def _suffixed(metrics: dict[str, Any], suffix: str) -> dict[str, Any]:
+    """The metrics that end in `suffix`, under their plain names."""
+    return {k[: -len(suffix)]: v for k, v in metrics.items() if k.endswith(suffix)}
 
 
 def iterate(

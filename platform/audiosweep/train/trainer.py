@@ -17,7 +17,7 @@ from torch import device as torch_device
 
 from audiosweep.config import ConfigError, TrialConfig, resolve_path
 from audiosweep.data.schema import MANIFEST_NAME, DatasetError
-from audiosweep.train.checkpoint import MODEL_FILE
+from audiosweep.train.checkpoint import MODEL_EMA_FILE, MODEL_FILE
 from audiosweep.train.failures import TrialTrainer
 from audiosweep.train.loop import PER_CLASS_AP_FILE, train_loop_per_worker
 from audiosweep.train.seeding import derive_seed
@@ -75,7 +75,7 @@ class RunFolderCallback(UserCallback):
         if checkpoint is None:
             return
         with checkpoint.as_directory() as directory:
-            for name in (PER_CLASS_AP_FILE, MODEL_FILE):
+            for name in (PER_CLASS_AP_FILE, MODEL_FILE, MODEL_EMA_FILE):
                 src = Path(directory) / name
                 if src.is_file():
                     tmp = run_dir / f".{name}.tmp"

@@ -1,0 +1,95 @@
+"""Class probabilities of a dataset split from a pool of model replicas (Ray Data actors).
+
+Each replica holds the model on its device (a GPU when it was given one) and turns waveform
+batches into probabilities the way a trial's evaluation does: the log-mel front end without
+augmentation, the model under the trial's autocast, a sigmoid; with ``tta_views`` > 0 the mean
+over that many SpecAugment views (`audio.test_time_augment`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import numpy as np
+import torch
+
+from audiosweep.config import TrialConfig
+
+
+class Predictor:
+    """A Ray Data callable class: one model replica per actor."""
+
+    def __init__(
+        self,
+        trial: dict[str, Any],
+        num_classes: int,
+        weights: list[Any],
+        tta_views: int = 0,
+        seed: int = 0,
+        threads: int = 1,
+    ) -> None:
+        import ray
+
+        from audiosweep.audio import FrontEnd
+        from audiosweep.models import create_model_from_config
+        from audiosweep.train.pipeline import resolve_amp
+        from audiosweep.train.task import task_for
+
+        torch.set_num_threads(max(1, threads))
+        cfg = TrialConfig.from_dict(trial)
+        # A GPU is visible only to an actor Ray gave one.
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        model = create_model_from_config(cfg, num_classes)
+        # `weights` wraps the object ref in a list, so that Ray hands the ref over unresolved
+        # and every replica reads the one copy in the object store (a state dict also passes).
+        state = weights[0]
+        if isinstance(state, ray.ObjectRef):
+            state = ray.get(state)
+        model.load_state_dict(state, strict=True)
+        self.model = model.to(self.device).eval()
+        self.frontend = FrontEnd(cfg.audio).to(self.device)
+        self.activation = task_for(cfg).activation
+        self.amp_dtype = resolve_amp(cfg.train.amp, self.device)
+        self.tta_views = tta_views
+        self.spec_augment = spec_augment(cfg) if tta_views > 0 else None
+        torch.manual_seed(seed)  # the TTA views' masks
+
+    @torch.no_grad()
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from audiosweep.audio import test_time_augment
+
+        waveform = torch.from_numpy(np.asarray(batch["waveform"], dtype=np.float32))
+        waveform = waveform.to(self.device)
+        autocast = (
+            torch.autocast(self.device.type, dtype=self.amp_dtype)
+            if self.amp_dtype is not None
+            else contextlib.nullcontext()
+        )
+        with autocast:
+            spec = self.frontend(waveform, augment=False)
+            probs = test_time_augment(
+                self.model,
+                spec,
+                self.tta_views,
+                augment=self.spec_augment,
+                activation=self.activation,
+            )
+        return {
+            "clip_id": np.asarray(batch["clip_id"]),
+            "scores": probs.float().cpu().numpy(),
+            "target": np.asarray(batch["target"], dtype=np.float32),
+        }
+
+
+def spec_augment(cfg: TrialConfig) -> torch.nn.Module:
+    """The SpecAugment of the trial's test-time augmentation (``augment.*`` masks)."""
+    from audiosweep.audio import SpecAugment
+
+    aug = cfg.augment
+    return SpecAugment(
+        n_time_masks=aug.time_masks,
+        time_mask_param=aug.time_mask_width,
+        n_freq_masks=aug.freq_masks,
+        freq_mask_param=aug.freq_mask_width,
+    )
