@@ -207,7 +207,9 @@ def train_one_epoch(
 ) -> float:
     model.train()
     accum = pipe.accumulation_steps
-    losses: list[float] = []
+    # Summed on the device: read back once per epoch, not once per step.
+    loss_sum = torch.zeros((), device=pipe.device)
+    steps = 0
     batches = iterate(
         shard,
         cfg.train.batch_size,
@@ -217,12 +219,12 @@ def train_one_epoch(
         drop_last=True,
     )
     pipe.optimizer.zero_grad(set_to_none=True)
+    timer.begin_epoch()
     for step, batch in enumerate(batches):
         if (
             step >= pipe.batches_per_epoch
         ):  # identical step count on every rank keeps DDP in lockstep
             break
-        timer.start()
         spec, target = pipe.train_inputs(batch["waveform"], batch["target"])
         sync_now = (step + 1) % accum == 0
         no_sync = (
@@ -237,10 +239,12 @@ def train_one_epoch(
             pipe.step(model)
             if ema is not None:
                 ema.update(ckpt.unwrap(model))
-        timer.stop(spec.shape[0])
-        losses.append(loss.detach().float().item())
-    mean = torch.tensor([float(np.mean(losses)) if losses else float("nan")], device=pipe.device)
-    return float(gather_rows(mean).mean().item())
+        loss_sum += loss.detach().float()
+        steps += 1
+        timer.step(spec.shape[0])
+    timer.end_epoch()
+    mean = loss_sum / steps if steps else torch.full((), float("nan"), device=pipe.device)
+    return float(gather_rows(mean.reshape(1)).mean().item())
 
 
 @torch.no_grad()

@@ -1,7 +1,8 @@
 """Throughput measured the same way for every case.
 
-Training: steady-state samples/s over the optimizer steps after a few warm-up steps (the first
-steps pay for allocator growth, kernel-cache builds and cuDNN autotuning). Inference: a fixed
+Training: steady-state samples/s over the steps after a few warm-up steps of each epoch (the
+first steps pay for the data pipeline's start, allocator growth, kernel-cache builds and cuDNN
+autotuning). Inference: a fixed
 batch at the paper's input shape, timed after one warm-up pass, median of repeats.
 """
 
@@ -22,26 +23,43 @@ def _sync(device: torch.device) -> None:
 
 @dataclass
 class StepTimer:
-    """Accumulates samples and wall time of training steps once warm-up steps are over."""
+    """Steady-state training samples/s: the wall time from the end of each epoch's warm-up steps
+    to the end of its last step (data loading included), summed over epochs.
+
+    The device is synchronised only at those two points of an epoch, never per step, so the
+    measurement does not stall a GPU's queue.
+    """
 
     warmup_steps: int = 3
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    steps: int = 0
     samples: int = 0
     seconds: float = 0.0
+    _steps: int = 0
     _start: float | None = None
+    _counted: int = 0
 
-    def start(self) -> None:
+    def begin_epoch(self) -> None:
+        self._steps, self._counted, self._start = 0, 0, None
+        if self.warmup_steps == 0:
+            self._mark()
+
+    def step(self, batch_samples: int) -> None:
+        self._steps += 1
+        if self._start is not None:
+            self._counted += batch_samples
+        elif self._steps == self.warmup_steps:
+            self._mark()
+
+    def end_epoch(self) -> None:
+        if self._start is not None and self._counted:
+            _sync(self.device)
+            self.seconds += time.perf_counter() - self._start
+            self.samples += self._counted
+        self._start = None
+
+    def _mark(self) -> None:
         _sync(self.device)
         self._start = time.perf_counter()
-
-    def stop(self, batch_samples: int) -> None:
-        _sync(self.device)
-        elapsed = time.perf_counter() - (self._start or time.perf_counter())
-        self.steps += 1
-        if self.steps > self.warmup_steps:
-            self.samples += batch_samples
-            self.seconds += elapsed
 
     @property
     def samples_per_second(self) -> float:
