@@ -302,7 +302,7 @@ def _epoch_order_loop(config):
     import torch
 
     from audiosweep.data import EpochClock
-    from audiosweep.train.loop import iterate
+    from audiosweep.train.batches import iterate
 
     rank = ray.train.get_context().get_world_rank()
     shard = ray.train.get_dataset_shard("train")

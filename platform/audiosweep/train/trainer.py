@@ -18,8 +18,9 @@ from torch import device as torch_device
 from audiosweep.config import ConfigError, TrialConfig, resolve_path
 from audiosweep.data.schema import MANIFEST_NAME, DatasetError
 from audiosweep.train.checkpoint import MODEL_EMA_FILE, MODEL_FILE
+from audiosweep.train.evaluation import PER_CLASS_AP_FILE
 from audiosweep.train.failures import TrialTrainer
-from audiosweep.train.loop import PER_CLASS_AP_FILE, train_loop_per_worker
+from audiosweep.train.loop import train_loop_per_worker
 from audiosweep.train.seeding import derive_seed
 
 METRICS_FILE = "metrics.jsonl"
