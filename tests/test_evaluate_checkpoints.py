@@ -291,7 +291,7 @@ def test_a_replica_predicts_what_the_trials_evaluation_predicts(tta):
     got = predictor(batch)
     torch.manual_seed(7)
     with torch.no_grad():
-        views = pipe.predict(model.eval(), torch.from_numpy(waveform), tta=tta > 0)
+        views = pipe.inputs.predict(model.eval(), torch.from_numpy(waveform), tta=tta > 0)
     expected = views["_tta" if tta else ""].numpy()
     np.testing.assert_allclose(got["scores"], expected, rtol=0, atol=1e-6)
     assert list(got["clip_id"]) == ["a", "b", "c"] and got["scores"].shape == (3, CLASSES)

@@ -9,13 +9,13 @@ from timm.optim import Lamb
 from torch import nn
 
 from audiosweep.config import load_preset
-from audiosweep.train.pipeline import (
+from audiosweep.train.optimisation import (
     accumulation_steps,
     build_optimizer,
-    build_pipeline,
     learning_rate,
     resolve_amp,
 )
+from audiosweep.train.pipeline import build_pipeline
 
 CPU = torch.device("cpu")
 
@@ -87,8 +87,8 @@ def test_steps_per_epoch_drop_the_remainder_and_whole_accumulation_cycles() -> N
     cfg = _cfg(**{"train.batch_size": 4, "train.effective_batch": 16, "train.epochs": 2})
     pipe = build_pipeline(cfg, num_classes=10, device=CPU, model=Tiny(), train_rows=58, world=2)
     # 58 rows / 2 workers = 29 each → 7 batches of 4 → 6 (whole cycles of 2 accumulation steps)
-    assert pipe.accumulation_steps == 2
-    assert pipe.batches_per_epoch == 6
+    assert pipe.optim.accumulation_steps == 2
+    assert pipe.optim.batches_per_epoch == 6
 
 
 def test_a_split_too_small_for_one_step_is_refused() -> None:
@@ -104,6 +104,6 @@ def test_train_inputs_keep_batch_and_target_shapes() -> None:
     wave = torch.randn(3, samples)
     target = torch.zeros(3, 10)
     target[:, 0] = 1
-    spec, mixed = pipe.train_inputs(wave, target)
+    spec, mixed = pipe.inputs.train_inputs(wave, target)
     assert spec.shape[:3] == (3, 1, cfg.audio.n_mels)
     assert mixed.shape == (3, 10)

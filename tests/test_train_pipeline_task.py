@@ -7,7 +7,8 @@ import torch
 
 from audiosweep.config import load_preset
 from audiosweep.models import create_model_from_config
-from audiosweep.train.pipeline import build_pipeline, freq_mask_width
+from audiosweep.train.inputs import freq_mask_width
+from audiosweep.train.pipeline import build_pipeline
 
 
 def _pipe(overrides: list[str]):
@@ -24,14 +25,14 @@ def test_single_label_predictions_are_softmax_with_and_without_tta() -> None:
     assert pipe.task.name == "singlelabel"
     wave = torch.randn(3, 2 * cfg.audio.sample_rate) * 0.1
     with torch.no_grad():
-        plain = pipe.predict(model, wave)
-        both = pipe.predict(model, wave, tta=True, seed=5)
-        again = pipe.predict(model, wave, tta=True, seed=5)
+        plain = pipe.inputs.predict(model, wave)
+        both = pipe.inputs.predict(model, wave, tta=True, seed=5)
+        again = pipe.inputs.predict(model, wave, tta=True, seed=5)
     assert set(plain) == {""} and set(both) == {"", "_tta"}
     torch.testing.assert_close(both[""], plain[""])
     torch.testing.assert_close(both["_tta"].sum(1), torch.ones(3))
     assert torch.equal(both["_tta"], again["_tta"])
-    spec = pipe.frontend(wave, augment=False)
+    spec = pipe.inputs.frontend(wave, augment=False)
     with torch.no_grad():
         torch.testing.assert_close(plain[""], torch.softmax(model(spec), 1))
 
@@ -40,8 +41,8 @@ def test_multi_label_predictions_stay_sigmoid() -> None:
     _, model, pipe = _pipe(["data.task=multilabel", "train.loss=bce"])
     wave = torch.randn(2, 32000) * 0.1
     with torch.no_grad():
-        probs = pipe.predict(model, wave)[""]
-        logits = model(pipe.frontend(wave, augment=False))
+        probs = pipe.inputs.predict(model, wave)[""]
+        logits = model(pipe.inputs.frontend(wave, augment=False))
     torch.testing.assert_close(probs, torch.sigmoid(logits))
 
 

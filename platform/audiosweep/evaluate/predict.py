@@ -33,7 +33,7 @@ class Predictor:
 
         from audiosweep.audio import FrontEnd
         from audiosweep.models import create_model_from_config
-        from audiosweep.train.pipeline import resolve_amp
+        from audiosweep.train.optimisation import resolve_amp
         from audiosweep.train.task import task_for
 
         torch.set_num_threads(max(1, threads))

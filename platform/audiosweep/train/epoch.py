@@ -42,29 +42,29 @@ def train_one_epoch(
 ) -> float:
     """Mean training loss of the epoch over all workers."""
     model.train()
-    accum = pipe.accumulation_steps
+    accum = pipe.optim.accumulation_steps
     # Summed on the device: read back once per epoch, not once per step.
     loss_sum = torch.zeros((), device=pipe.device)
     steps = 0
-    pipe.optimizer.zero_grad(set_to_none=True)
+    pipe.optim.optimizer.zero_grad(set_to_none=True)
     timer.begin_epoch()
     for step, batch in enumerate(batches):
         if (
-            step >= pipe.batches_per_epoch
+            step >= pipe.optim.batches_per_epoch
         ):  # the same step count on every rank keeps DDP in lockstep
             break
-        spec, target = pipe.train_inputs(batch["waveform"], batch["target"])
+        spec, target = pipe.inputs.train_inputs(batch["waveform"], batch["target"])
         sync_now = (step + 1) % accum == 0
         no_sync = (
             model.no_sync
             if (hasattr(model, "no_sync") and not sync_now)
             else contextlib.nullcontext
         )
-        with no_sync(), pipe.autocast():
+        with no_sync(), pipe.optim.autocast():
             loss = pipe.loss_fn(model(spec), target)
-        pipe.backward(loss / accum)
+        pipe.optim.backward(loss / accum)
         if sync_now:
-            pipe.step(model)
+            pipe.optim.step(model)
             if ema is not None:
                 ema.update(ckpt.unwrap(model))
         loss_sum += loss.detach().float()

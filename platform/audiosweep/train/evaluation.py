@@ -50,8 +50,8 @@ def evaluate(
     for index, batch in enumerate(batches):
         seed = derive_seed(cfg.train.seed, "tta", rank, epoch, index)
         for model_suffix, m in models.items():
-            with pipe.autocast():
-                views = pipe.predict(m, batch["waveform"], tta=tta, seed=seed)
+            with pipe.optim.autocast():
+                views = pipe.inputs.predict(m, batch["waveform"], tta=tta, seed=seed)
             for view_suffix, probs in views.items():
                 scores.setdefault(view_suffix + model_suffix, []).append(probs.float())
         targets.append(batch["target"].float())
@@ -62,7 +62,7 @@ def evaluate(
     if len(set(all_ids)) != len(all_ids):
         raise RuntimeError(f"evaluation saw {len(all_ids) - len(set(all_ids))} duplicate clips")
     # Every rank holds the same keys (TTA on or off, EMA or not), so the gathers below pair up.
-    views = [""] + (["_tta"] if tta and pipe.has_tta else [])
+    views = [""] + (["_tta"] if tta and pipe.inputs.has_tta else [])
     result: dict[str, Any] = {"eval_clips": len(all_ids)}
     for suffix in [view + model_suffix for model_suffix in models for view in views]:
         local = scores.get(suffix, [])

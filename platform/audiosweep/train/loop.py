@@ -79,7 +79,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         metrics: dict[str, Any] = {
             "epoch": epoch + 1,
             "train_loss": train_loss,
-            "lr": state.pipe.optimizer.param_groups[0]["lr"],
+            "lr": state.pipe.optim.optimizer.param_groups[0]["lr"],
             "train_samples_per_s": timer.samples_per_second * world,
             "epoch_seconds": time.perf_counter() - started,
             # Rank 0's node: where the trial trained (its driver may sit on another node).

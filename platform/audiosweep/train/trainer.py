@@ -151,7 +151,9 @@ def check_trial(cfg: TrialConfig) -> None:
     from audiosweep.models import list_archs
     from audiosweep.models.from_config import model_kwargs
     from audiosweep.models.pretrained import check_init
-    from audiosweep.train.pipeline import freq_mask_width, make_loss, resolve_amp
+    from audiosweep.train.inputs import freq_mask_width
+    from audiosweep.train.optimisation import resolve_amp
+    from audiosweep.train.pipeline import make_loss
 
     if cfg.model.arch not in list_archs():
         raise ConfigError(

@@ -92,12 +92,13 @@ def build_worker_state(
 
 def restore(state: WorkerState, saved: dict[str, Any]) -> dict[str, Any]:
     """Load a training checkpoint into `state`; returns its ``extra`` entries."""
-    pipe = state.pipe
+
     ckpt.unwrap(state.model).load_state_dict(saved["model"])
-    pipe.optimizer.load_state_dict(saved["optimizer"])
-    pipe.scheduler.load_state_dict(saved["scheduler"])
-    if pipe.scaler is not None and saved["scaler"]:
-        pipe.scaler.load_state_dict(saved["scaler"])
+    optim = state.pipe.optim
+    optim.optimizer.load_state_dict(saved["optimizer"])
+    optim.scheduler.load_state_dict(saved["scheduler"])
+    if optim.scaler is not None and saved["scaler"]:
+        optim.scaler.load_state_dict(saved["scaler"])
     extra = saved["extra"]
     state.next_epoch = int(saved["epoch"]) + 1
     state.best_map = float(extra.get("best_map", math.nan))
@@ -123,9 +124,9 @@ def save_epoch_checkpoint(
     ckpt.save_training_state(
         directory,
         model=model,
-        optimizer=state.pipe.optimizer,
-        scheduler=state.pipe.scheduler,
-        scaler=state.pipe.scaler,
+        optimizer=state.pipe.optim.optimizer,
+        scheduler=state.pipe.optim.scheduler,
+        scaler=state.pipe.optim.scaler,
         epoch=epoch,
         extra={
             "best_map": state.best_map,
