@@ -280,6 +280,7 @@ def test_trial_on_a_lost_node_resumes_from_its_checkpoint_with_the_same_result(
         first_epoch = json.loads((trial_dir / "metrics.jsonl").read_text().splitlines()[0])
         lost_node = first_epoch["node_id"]  # rank 0's node: where the workers train
         before = _train_workers(dashboard)
+        reported = len(_history(client, victim.info.run_id, "eval_map"))
         killed_at = time.time()
         killed = _kill_node(gcs_port, lost_node)
 
@@ -339,7 +340,7 @@ def test_trial_on_a_lost_node_resumes_from_its_checkpoint_with_the_same_result(
         if n.start_time_ms / 1000 > killed_at
     ]
     print(
-        f"\nnode loss: killed node {lost_node[-5:]} ({killed} processes) after epoch 1 of 3; "
+        f"\nnode loss: killed node {lost_node[-5:]} ({killed} processes) after epoch {reported} of {epochs}; "
         f"submit -> first trial running {ref.info.start_time / 1000 - started:.0f} s; "
         + (
             f"replacement node up {min(replacement) - killed_at:.0f} s, "
