@@ -106,6 +106,17 @@ def test_unreachable_mlflow_server(tmp_path, smoke_dataset, command):
     assert_one_line_error(result, f"MLflow server {uri} is not reachable", "make up")
 
 
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_run_root_with_an_unknown_scheme(tmp_path, smoke_dataset, command):
+    args = ["train", "--no-track"] if command == "train" else ["sweep", "grid"]
+    result = run_cli(
+        [*args, "--preset", "smoke", f"data.path={smoke_dataset}", "--run-root", "ftp://h/runs"],
+        tmp_path,
+    )
+    assert_one_line_error(result, "run root 'ftp://h/runs'", "s3://")
+    assert not (tmp_path / "ftp:").exists()  # not taken for a local folder
+
+
 def test_unreachable_cluster(tmp_path, smoke_dataset):
     result = run_cli(
         [

@@ -146,6 +146,10 @@ EOF
         # Every process names this cluster: Ray's state API (used e.g. by Ray Train's placement
         # group cleaner) otherwise finds several clusters on this machine and gives up.
         sim_env=(RAY_FAKE_CLUSTER=1 "RAY_ADDRESS=127.0.0.1:$RAY_PORT")
+        # The config's node provider (infra/sim/audiosweep_sim_provider.py) is imported by
+        # the head's autoscaler.
+        sim_dir="$(cd "$(dirname "$AUDIOSWEEP_SIM_CONFIG")" && pwd)"
+        sim_env+=("PYTHONPATH=$sim_dir${PYTHONPATH:+:$PYTHONPATH}")
     fi
     say "Starting Ray head ($num_cpus CPUs, GCS 127.0.0.1:$RAY_PORT, dashboard 127.0.0.1:$DASHBOARD_PORT); log: $RAY_LOG"
     # --block keeps `ray start` in the foreground as the parent of every head process; setsid

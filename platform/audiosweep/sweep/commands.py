@@ -61,20 +61,25 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
     r.set_defaults(func=_report)
 
 
-def _sweep_id(space: str, preset: str, name: str | None, resume: bool, run_root: Path) -> str:
+def _sweep_id(space: str, preset: str, name: str | None, resume: bool, run_root: str) -> str:
+    from audiosweep.storage import Folder
+
     if name:
         return name
     prefix = f"{Path(space).stem}-{Path(preset).stem}-"
     if resume:
-        existing = sorted((run_root / "sweeps").glob(prefix + "*"))
+        existing = [
+            s for s in Folder(run_root).child("sweeps").subfolders() if s.startswith(prefix)
+        ]
         if existing:
-            return existing[-1].name
+            return existing[-1]
     return prefix + time.strftime("%Y%m%d-%H%M%S")
 
 
 def _sweep(args: argparse.Namespace) -> int:
     from audiosweep.config import ConfigError, load_preset, resolve_path
     from audiosweep.errors import UserError
+    from audiosweep.storage import Folder, resolve_root
     from audiosweep.sweep.spaces import load_space
     from audiosweep.sweep.tracking import tracking_uri
     from audiosweep.sweep.tuner import plan_sweep
@@ -85,18 +90,16 @@ def _sweep(args: argparse.Namespace) -> int:
         if args.num_samples < 1:
             raise ConfigError("--num-samples must be at least 1")
         space.num_samples = args.num_samples
-    run_root = Path(resolve_path(args.run_root or base.run_root))
+    run_root = resolve_root(args.run_root or base.run_root)
     sweep_id = _sweep_id(args.space, args.preset, args.name, args.resume, run_root)
-    base = base.with_overrides(
-        {"run_root": str(run_root), "data.path": resolve_path(base.data.path)}
-    )
+    base = base.with_overrides({"run_root": run_root, "data.path": resolve_path(base.data.path)})
     # Every user mistake fails here, before Ray starts: config, dataset, models, tracking.
-    plan = plan_sweep(space, base, sweep_id, str(run_root))
+    plan = plan_sweep(space, base, sweep_id, run_root)
     if args.dry_run:
         print_plan(plan, args.address)
         return 0
     uri = tracking_uri(args.tracking_uri)
-    if plan.sweep_dir.exists() and not args.resume and (plan.sweep_dir / "tune").exists():
+    if not args.resume and Folder(plan.sweep_dir).exists("tune"):
         raise UserError(
             f"sweep {sweep_id} exists at {plan.sweep_dir}; pass --resume to continue it"
         )

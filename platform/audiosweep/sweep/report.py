@@ -287,6 +287,24 @@ def write_csv(rep: dict[str, Any], path: Path) -> Path:
     return path
 
 
+def publish_to(mlflow, parent_run_id: str, rep: dict[str, Any], location: str) -> list[str]:
+    """`publish` into a folder of the run root (a local path or a URI); returns what was
+    written there."""
+    import tempfile
+
+    from audiosweep.storage import Folder, is_uri
+
+    if not is_uri(location):
+        return [str(p) for p in publish(mlflow, parent_run_id, rep, Path(location)).values()]
+    folder = Folder(location)
+    folder.makedirs()
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = publish(mlflow, parent_run_id, rep, Path(tmp))
+        for path in paths.values():
+            folder.upload(path, path.name)
+    return [f"{location}/{p.name}" for p in paths.values()]
+
+
 def publish(mlflow, parent_run_id: str, rep: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     """Write report.md / report.csv / report.png and log them to the sweep's parent run."""
     from audiosweep.sweep.plots import report_bars

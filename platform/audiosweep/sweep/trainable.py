@@ -7,7 +7,6 @@ the Tune trial and forwards rank 0's reports to Tune with `TuneReportCallback`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from audiosweep.config import TrialConfig
@@ -23,7 +22,7 @@ class SweepContext:
     space: str
     preset: str
     base: dict[str, Any]
-    sweep_dir: str
+    sweep_dir: str  # a local path or a URI
     tracking_uri: str
     parent_run_id: str
     git_commit: str
@@ -50,6 +49,7 @@ def run_trial_in_tune(config: dict[str, Any], context: SweepContext) -> dict[str
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from audiosweep.ray_cluster import quiet_data_progress
+    from audiosweep.storage import join
     from audiosweep.sweep import tracking
     from audiosweep.train.failures import deterministic_reason
     from audiosweep.train.trainer import build_trainer, resolve_trial
@@ -58,7 +58,7 @@ def run_trial_in_tune(config: dict[str, Any], context: SweepContext) -> dict[str
     case, seed, overrides, key = trial_overrides(config)
     cfg = TrialConfig.from_dict(context.base).with_overrides(overrides)
     cfg, _ = resolve_trial(cfg.with_overrides({"name": key}))
-    run_root = str(Path(context.sweep_dir) / "trials")
+    run_root = join(context.sweep_dir, "trials")
     arch, conv = case.split("/")
     mlflow = tracking.client(context.tracking_uri)
     run, _ = tracking.child_run(
@@ -103,6 +103,6 @@ def run_trial_in_tune(config: dict[str, Any], context: SweepContext) -> dict[str
     except TrainingFailedError as err:
         trial_run.fail(deterministic_reason(err))
         raise
-    summary = trial_run.finish(result, Path(run_root) / key)
+    summary = trial_run.finish(result, join(run_root, key))
     final = result.metrics or {}
     return {**summary, "epoch": final.get("epoch"), "eval_map": final.get("eval_map")}

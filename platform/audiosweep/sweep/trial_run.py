@@ -56,7 +56,7 @@ class TrialRun:
     def callbacks(self) -> list[Any]:
         return [tracking.MLflowEpochCallback(self.uri, self.run_id)]
 
-    def finish(self, result: Any, run_dir: Path) -> dict[str, Any]:
+    def finish(self, result: Any, run_dir: str) -> dict[str, Any]:
         """Log the summary metrics and artifacts of a finished `Result`; close the run."""
         final = dict(result.metrics or {})
         summary = {
@@ -118,17 +118,24 @@ def trial_tags(cfg: TrialConfig) -> dict[str, str]:
     }
 
 
-def log_trial_artifacts(mlflow, run_id: str, run_dir: Path, cfg: TrialConfig, checkpoint) -> None:
+def log_trial_artifacts(mlflow, run_id: str, run_dir: str, cfg: TrialConfig, checkpoint) -> None:
+    from audiosweep.storage import Folder
     from audiosweep.sweep import plots
     from audiosweep.train.checkpoint import load_training_state
-    from audiosweep.train.trainer import CONFIG_FILE, METRICS_FILE
+    from audiosweep.train.trainer import CHECKPOINT_POINTER, CONFIG_FILE, METRICS_FILE
 
-    for name in (CONFIG_FILE, METRICS_FILE, "per_class_ap.csv", "final_checkpoint.txt"):
-        if (run_dir / name).is_file():
-            mlflow.log_artifact(run_id, str(run_dir / name))
+    folder = Folder(run_dir)
     with tempfile.TemporaryDirectory() as tmp:
-        if (run_dir / METRICS_FILE).is_file():
-            rows = plots.read_metrics(run_dir / METRICS_FILE)
+        scratch = Path(tmp, "run")
+        scratch.mkdir()
+        local = {}
+        for name in (CONFIG_FILE, METRICS_FILE, "per_class_ap.csv", CHECKPOINT_POINTER):
+            path = folder.local_file(name, scratch)
+            if path is not None:
+                local[name] = path
+                mlflow.log_artifact(run_id, str(path))
+        if METRICS_FILE in local:
+            rows = plots.read_metrics(local[METRICS_FILE])
             if rows:
                 png = plots.learning_curves(rows, Path(tmp) / "learning_curves.png", title=cfg.case)
                 mlflow.log_artifact(run_id, str(png))

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from audiosweep.config import ConfigError, TrialConfig
+from audiosweep.storage import Folder, is_uri, join, resolve_root
 from audiosweep.sweep.capacity import (
     TRIAL_DRIVER_CPU,
     Capacity,
@@ -25,7 +25,7 @@ class SweepPlan:
     space: SearchSpace
     base: TrialConfig
     sweep_id: str
-    sweep_dir: Path
+    sweep_dir: str  # a local path or a URI (storage.py)
     variants: list[Variant]  # grid only
     dropped: list[tuple[Variant, str]]  # grid variants removed by a constraint, with why
 
@@ -47,7 +47,8 @@ def plan_sweep(space: SearchSpace, base: TrialConfig, sweep_id: str, run_root: s
         check_configs(
             [base.with_overrides(space.case_overrides(case, arch_map)) for case in space.cases]
         )
-    return SweepPlan(space, base, sweep_id, Path(run_root) / "sweeps" / sweep_id, variants, dropped)
+    sweep_dir = join(resolve_root(run_root), "sweeps", sweep_id)
+    return SweepPlan(space, base, sweep_id, sweep_dir, variants, dropped)
 
 
 def check_configs(configs: list[TrialConfig]) -> None:
@@ -224,9 +225,9 @@ def run_sweep(
     trainable = tune.with_resources(
         tune.with_parameters(run_trial_in_tune, context=context), {"cpu": TRIAL_DRIVER_CPU}
     )
-    plan.sweep_dir.mkdir(parents=True, exist_ok=True)
-    storage = str(plan.sweep_dir.resolve())
-    tune_dir = plan.sweep_dir / "tune"
+    Folder(plan.sweep_dir).makedirs()
+    storage = plan.sweep_dir  # Tune's state goes here: a path or a URI
+    tune_dir = join(plan.sweep_dir, "tune")
     print(
         f"[audiosweep] cluster capacity from {capacity.source}: "
         + ", ".join(f"{t.max_workers} x {t.name}" for t in capacity.node_types)
@@ -244,11 +245,9 @@ def run_sweep(
     print(f"[audiosweep] trial and worker logs: {logs_dir()}")
     total = len(plan.variants) or space.num_samples
     start = time.time()
-    if resume and tune.Tuner.can_restore(str(tune_dir.resolve())):
+    if resume and tune.Tuner.can_restore(tune_dir):
         print(f"[audiosweep] resuming from {tune_dir}")
-        tuner = tune.Tuner.restore(
-            str(tune_dir.resolve()), trainable=trainable, resume_errored=True
-        )
+        tuner = tune.Tuner.restore(tune_dir, trainable=trainable, resume_errored=True)
     else:
         if resume:
             print(f"[audiosweep] nothing to resume at {tune_dir}; starting the sweep")
@@ -270,13 +269,13 @@ def run_sweep(
     # Tune's own console output (its experiment table, result tables) gives way to
     # SweepProgress; with the legacy reporter, verbose=0 prints nothing.
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
-    with cwd_kept(storage):
+    with cwd_kept(local_cwd(storage)):
         results = tuner.fit()
     wall = time.time() - start
     _close_stopped_trials(mlflow, space.family, plan.sweep_id)
     errors = [r.error for r in results if r.error is not None]
     rep = report.build_report(mlflow, space.family, plan.sweep_id)
-    report.publish(mlflow, parent_id, rep, plan.sweep_dir / "report")
+    report.publish_to(mlflow, parent_id, rep, join(plan.sweep_dir, "report"))
     trial_time = sum(r.get("wall_time_s") or 0 for r in rep["trials"])
     tracking.log_metrics(
         mlflow,
@@ -296,6 +295,17 @@ def run_sweep(
             f"[audiosweep] {len(errors)} trial(s) failed; finished ones are kept. First error:\n{errors[0]}"
         )
     return rep
+
+
+def local_cwd(storage: str) -> str:
+    """The sweep driver's working directory: the sweep folder itself when it is local (Tune
+    resolves paths against it, and it outlives the job's working_dir), else a fresh local
+    folder."""
+    if not is_uri(storage):
+        return storage
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="audiosweep-sweep-")
 
 
 def _tune_config(space: SearchSpace, base: TrialConfig, concurrency: int):

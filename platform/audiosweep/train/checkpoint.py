@@ -3,6 +3,13 @@
 Everything saved is tensors, numbers, strings and containers of them, so
 ``torch.load(..., weights_only=True)`` reads it back; the final model weights are also
 written as safetensors for use outside training.
+
+A checkpoint is taken after an epoch and holds what the next epoch starts from: weights,
+optimizer, schedule, gradient scaler, epoch. It holds no random-number state on purpose: every
+worker re-seeds every generator at the start of each epoch from (seed, rank, epoch)
+(`train/seeding.py`), and the train split's order and draws are planned from (seed, epoch), so
+a resumed epoch draws what the uninterrupted one drew, on any node. (One process's generator
+state would be wrong for the other ranks, and restoring it would be overwritten at once.)
 """
 
 from __future__ import annotations
@@ -38,8 +45,6 @@ def save_training_state(
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict() if scaler is not None else {},
-        "rng_cpu": torch.get_rng_state(),
-        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "epoch": epoch,
         "extra": extra or {},
     }

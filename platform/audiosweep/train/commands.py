@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
@@ -45,17 +43,18 @@ def default_run_name(cfg) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from audiosweep.config import load_preset, resolve_path
+    from audiosweep.config import load_preset
     from audiosweep.errors import UserError
+    from audiosweep.storage import Folder, join, resolve_root
     from audiosweep.train.trainer import check_on_driver
 
     cfg = load_preset(args.preset, args.overrides)
     name = args.name or default_run_name(cfg)
-    run_root = resolve_path(args.run_root or cfg.run_root)
-    run_dir = Path(run_root) / name
-    if run_dir.exists() and any(run_dir.iterdir()):
+    run_root = resolve_root(args.run_root or cfg.run_root)
+    run_dir = Folder(join(run_root, name))
+    if run_dir.exists() and not run_dir.is_empty():
         if args.overwrite:
-            shutil.rmtree(run_dir)
+            run_dir.delete()
         elif not args.resume:
             raise UserError(
                 f"run folder {run_dir} already exists; pass --resume to continue it "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from torch import device as torch_device
 
 from audiosweep.config import ConfigError, TrialConfig, resolve_path
 from audiosweep.data.schema import MANIFEST_NAME, DatasetError
+from audiosweep.storage import Folder, join, resolve_root
 from audiosweep.train.checkpoint import MODEL_EMA_FILE, MODEL_FILE
 from audiosweep.train.evaluation import PER_CLASS_AP_FILE
 from audiosweep.train.failures import TrialTrainer
@@ -32,12 +32,23 @@ class ExactEvalDataConfig(DataConfig):
     """Train split equally (DDP steps stay in lockstep); eval split unequally, so that every
     eval clip goes to exactly one worker instead of being dropped or padded.
 
+    Which rows a worker gets must not depend on where and when Ray ran the read tasks, or a
+    run resumed on another node trains on other batches than the uninterrupted one: blocks
+    leave the reader in the plan's order (`preserve_order`), and Ray Data's split hands them
+    out by row count only, not by the node that read them (no shard locality; the shards are
+    read from a shared file system or an object store anyway).
+
     Ray Train configures one dataset per call, when the workers first ask for its shard.
     """
 
     def __init__(self, eval_name: str = "eval") -> None:
-        super().__init__(datasets_to_split="all")
+        super().__init__(datasets_to_split="all", enable_shard_locality=False)
         self._eval_name = eval_name
+
+    def _resolve_execution_options(self, dataset_name: str):
+        options = super()._resolve_execution_options(dataset_name)
+        options.preserve_order = True
+        return options
 
     def configure(self, datasets, world_size, worker_handles, worker_node_ids, **kwargs):
         output = [{} for _ in range(world_size)]
@@ -63,26 +74,24 @@ class ExactEvalDataConfig(DataConfig):
 
 class RunFolderCallback(UserCallback):
     """Writes each epoch's metrics (JSONL), the per-class AP and the final weights into the
-    run folder as soon as a report (and its checkpoint) has been persisted."""
+    run folder (a local path or a URI, see `storage.py`) as soon as a report (and its
+    checkpoint) has been persisted."""
 
     def __init__(self, run_dir: str) -> None:
         self.run_dir = run_dir
 
     def after_report(self, run_context, metrics, checkpoint) -> None:
-        run_dir = Path(self.run_dir)
+        folder = Folder(self.run_dir)
         row = {k: _jsonable(v) for k, v in metrics[0].items()}
-        with open(run_dir / METRICS_FILE, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        folder.append_line(METRICS_FILE, json.dumps(row))
         if checkpoint is None:
             return
         with checkpoint.as_directory() as directory:
             for name in (PER_CLASS_AP_FILE, MODEL_FILE, MODEL_EMA_FILE):
                 src = Path(directory) / name
                 if src.is_file():
-                    tmp = run_dir / f".{name}.tmp"
-                    shutil.copyfile(src, tmp)
-                    tmp.replace(run_dir / name)
-        (run_dir / CHECKPOINT_POINTER).write_text(checkpoint.path + "\n")
+                    folder.upload(src, name)
+        folder.write_text(CHECKPOINT_POINTER, checkpoint.path + "\n")
 
 
 def _jsonable(value: Any) -> Any:
@@ -95,7 +104,7 @@ def _jsonable(value: Any) -> Any:
 
 @dataclass
 class TrialResult:
-    run_dir: Path
+    run_dir: str  # a local path or a URI
     metrics: dict[str, Any]
     checkpoint_path: str | None
     raw: Any = None  # Ray Train's Result
@@ -219,9 +228,10 @@ def build_trainer(
     from audiosweep.data import DatasetInfo, EpochClock, read_split, rows_per_epoch
 
     info = DatasetInfo.load(cfg.data.path)
-    run_dir = Path(run_root) / name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    run_root = resolve_root(run_root)
+    run_dir = Folder(join(run_root, name))
+    run_dir.makedirs()
+    run_dir.write_text(CONFIG_FILE, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     # The workers set the clock before each epoch; the train split is then read in that epoch's
     # order (and draws), planned from (seed, epoch).
     epoch_clock = EpochClock.new()
@@ -266,10 +276,10 @@ def build_trainer(
         ),
         run_config=RunConfig(
             name=name,
-            storage_path=str(Path(run_root).resolve()),
+            storage_path=run_root,  # a path or a URI: Ray writes through pyarrow's file systems
             failure_config=FailureConfig(max_failures=cfg.train.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints),
-            callbacks=[RunFolderCallback(str(run_dir.resolve())), *(callbacks or [])],
+            callbacks=[RunFolderCallback(run_dir.location), *(callbacks or [])],
         ),
         datasets=datasets,
         dataset_config=ExactEvalDataConfig(),
@@ -285,12 +295,12 @@ def run_trial(
 ) -> TrialResult:
     """Train one trial to completion (resuming from its run folder if it was interrupted)."""
     cfg, _ = resolve_trial(cfg)
-    run_root = resolve_path(run_root or cfg.run_root)
+    run_root = resolve_root(run_root or cfg.run_root)
     name = name or cfg.name
     trainer = build_trainer(cfg, run_root=run_root, name=name, callbacks=callbacks)
     result = trainer.fit()
     return TrialResult(
-        run_dir=Path(run_root) / name,
+        run_dir=join(run_root, name),
         metrics=dict(result.metrics or {}),
         checkpoint_path=result.checkpoint.path if result.checkpoint else None,
         raw=result,
