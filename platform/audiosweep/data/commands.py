@@ -27,7 +27,19 @@ def _ingest_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--format", default="flac", choices=["flac", "wav", "ogg"], help="stored audio encoding"
     )
-    p.add_argument("--workers", type=int, default=1, help="decoding processes")
+    p.add_argument("--workers", type=int, default=1, help="decoding processes (local ingest)")
+    p.add_argument(
+        "--address",
+        default=None,
+        help="ingest on this Ray cluster ('auto' inside `ray job submit`): one task per shard "
+        "on every node, resumable; --out must be a path every node sees",
+    )
+    p.add_argument(
+        "--shard-clips",
+        type=int,
+        default=None,
+        help="clips per shard with --address (default: about --shard-mb of 10 s FLAC clips)",
+    )
 
 
 def _run_ingest(args: argparse.Namespace, run) -> int:
@@ -51,6 +63,8 @@ def _ingest_kwargs(args: argparse.Namespace) -> dict:
         overwrite=args.overwrite,
         workers=args.workers,
         progress=False if args.no_progress else None,
+        address=args.address,
+        shard_clips=args.shard_clips,
     )
 
 
