@@ -145,6 +145,10 @@ def _verify(args: argparse.Namespace) -> int:
 def _bench_pipeline(args: argparse.Namespace) -> int:
     from .bench_pipeline import bench_pipeline, format_result
 
+    if args.synthetic_clips:
+        from .synthetic import write_synthetic
+
+        write_synthetic(args.data, clips=args.synthetic_clips, clip_seconds=args.synthetic_seconds)
     result = bench_pipeline(
         args.data,
         split=args.split,
@@ -152,6 +156,7 @@ def _bench_pipeline(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         clip_seconds=args.clip_seconds,
         address=args.address,
+        planned=args.planned,
     )
     print(format_result(result))
     return 0
@@ -202,7 +207,20 @@ def register(sub, bench) -> None:
 
     p = bench.add_parser("pipeline", help="Ray Data reader vs a plain pyarrow+soundfile loop")
     p.add_argument("--data", required=True, help="dataset folder")
+    p.add_argument(
+        "--synthetic-clips",
+        type=int,
+        default=0,
+        help="first write a synthetic dataset of this many train clips to --data (kept and "
+        "reused when it already holds as many)",
+    )
+    p.add_argument("--synthetic-seconds", type=float, default=10.0, help="synthetic clip length")
     p.add_argument("--split", default="train")
+    p.add_argument(
+        "--planned",
+        action="store_true",
+        help="read through the per-epoch plan (a new epoch each pass), as training does",
+    )
     p.add_argument("--repeats", type=int, default=3, help="passes per reader (median reported)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--clip-seconds", type=float, default=None, help="default: the manifest's")
