@@ -1,8 +1,9 @@
 """Benchmark: clips/s of the per-epoch planned reader against the file-order reader.
 
 Both are `read_split` over the same split, decoded the same way; they alternate within each
-repeat (file order, then a new epoch of the plan), and the report gives medians and the ratio.
-A whole pass is timed, start-up included, as a training epoch sees it.
+repeat (file order, then a new epoch of the plan read through the workers' local shuffle
+buffer, as training reads it), and the report gives medians and the ratio. A whole pass is
+timed, start-up included, as a training epoch sees it.
 
     python -m audiosweep.data.bench_shuffle --data data/demo --repeats 5 [--sampling balanced]
 """
@@ -19,10 +20,15 @@ from .reader import read_split
 from .schema import DatasetInfo
 
 
-def _pass_seconds(ds: Any, batch_size: int) -> tuple[float, int]:
+def _pass_seconds(ds: Any, batch_size: int, shuffle_buffer: int = 0) -> tuple[float, int]:
     start = time.perf_counter()
     clips = 0
-    for batch in ds.iter_batches(batch_size=batch_size, batch_format="numpy"):
+    for batch in ds.iter_batches(
+        batch_size=batch_size,
+        batch_format="numpy",
+        local_shuffle_buffer_size=shuffle_buffer or None,
+        local_shuffle_seed=0 if shuffle_buffer else None,
+    ):
         clips += len(batch["target"])
     return time.perf_counter() - start, clips
 
@@ -35,6 +41,7 @@ def bench_shuffle(
     batch_size: int = 32,
     sampling: str = "uniform",
     task_cpus: float = 1.0,
+    shuffle_buffer: int = 256,
 ) -> dict[str, Any]:
     import ray
     import torch
@@ -56,8 +63,8 @@ def bench_shuffle(
             epoch=epoch,
             sampling=sampling,
         )
-        for name, ds in (("file_order", plain), ("planned", planned)):
-            seconds, n = _pass_seconds(ds, batch_size)
+        for name, ds, buffer in (("file_order", plain, 0), ("planned", planned, shuffle_buffer)):
+            seconds, n = _pass_seconds(ds, batch_size, buffer)
             times[name].append(seconds)
             clips[name] = n
     result: dict[str, Any] = {
@@ -67,6 +74,7 @@ def bench_shuffle(
         "sample_rate": info.sample_rate,
         "batch_size": batch_size,
         "sampling": sampling,
+        "shuffle_buffer": shuffle_buffer,
         "repeats": repeats,
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
@@ -84,7 +92,8 @@ def format_result(r: dict[str, Any]) -> str:
     return "\n".join(
         [
             f"bench shuffle: split {r['split']}, {r['clips']} clips of {r['clip_seconds']:g} s at "
-            f"{r['sample_rate']} Hz, batch {r['batch_size']}, sampling {r['sampling']}",
+            f"{r['sample_rate']} Hz, batch {r['batch_size']}, sampling {r['sampling']}, "
+            f"local shuffle buffer {r['shuffle_buffer']} rows",
             f"  medians of {r['repeats']} alternating repeats, torch threads {r['torch_threads']}, "
             f"CPUs {r['cpu_count']} (Ray cluster {r['ray_cpus']:g})",
             f"  file order:         {r['file_order_clips_per_s']:8.1f} clips/s "
@@ -104,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--sampling", default="uniform", choices=["uniform", "balanced"])
     parser.add_argument("--task-cpus", type=float, default=1.0)
+    parser.add_argument("--shuffle-buffer", type=int, default=256, help="rows (0: none)")
     parser.add_argument("--address", default=os.environ.get("RAY_ADDRESS"))
     args = parser.parse_args(argv)
     import ray
@@ -120,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size,
             sampling=args.sampling,
             task_cpus=args.task_cpus,
+            shuffle_buffer=args.shuffle_buffer,
         )
     finally:
         ray.shutdown()

@@ -27,7 +27,19 @@ def _ingest_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--format", default="flac", choices=["flac", "wav", "ogg"], help="stored audio encoding"
     )
-    p.add_argument("--workers", type=int, default=1, help="decoding processes")
+    p.add_argument("--workers", type=int, default=1, help="decoding processes (local ingest)")
+    p.add_argument(
+        "--address",
+        default=None,
+        help="ingest on this Ray cluster ('auto' inside `ray job submit`): one task per shard "
+        "on every node, resumable; --out must be a path every node sees",
+    )
+    p.add_argument(
+        "--shard-clips",
+        type=int,
+        default=None,
+        help="clips per shard with --address (default: about --shard-mb of 10 s FLAC clips)",
+    )
 
 
 def _run_ingest(args: argparse.Namespace, run) -> int:
@@ -51,6 +63,8 @@ def _ingest_kwargs(args: argparse.Namespace) -> dict:
         overwrite=args.overwrite,
         workers=args.workers,
         progress=False if args.no_progress else None,
+        address=args.address,
+        shard_clips=args.shard_clips,
     )
 
 
@@ -166,6 +180,10 @@ def _verify(args: argparse.Namespace) -> int:
 def _bench_pipeline(args: argparse.Namespace) -> int:
     from .bench_pipeline import bench_pipeline, format_result
 
+    if args.synthetic_clips:
+        from .synthetic import write_synthetic
+
+        write_synthetic(args.data, clips=args.synthetic_clips, clip_seconds=args.synthetic_seconds)
     result = bench_pipeline(
         args.data,
         split=args.split,
@@ -173,6 +191,7 @@ def _bench_pipeline(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         clip_seconds=args.clip_seconds,
         address=args.address,
+        planned=args.planned,
     )
     print(format_result(result))
     return 0
@@ -253,7 +272,20 @@ def register(sub, bench) -> None:
 
     p = bench.add_parser("pipeline", help="Ray Data reader vs a plain pyarrow+soundfile loop")
     p.add_argument("--data", required=True, help="dataset folder")
+    p.add_argument(
+        "--synthetic-clips",
+        type=int,
+        default=0,
+        help="first write a synthetic dataset of this many train clips to --data (kept and "
+        "reused when it already holds as many)",
+    )
+    p.add_argument("--synthetic-seconds", type=float, default=10.0, help="synthetic clip length")
     p.add_argument("--split", default="train")
+    p.add_argument(
+        "--planned",
+        action="store_true",
+        help="read through the per-epoch plan (a new epoch each pass), as training does",
+    )
     p.add_argument("--repeats", type=int, default=3, help="passes per reader (median reported)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--clip-seconds", type=float, default=None, help="default: the manifest's")

@@ -1,5 +1,6 @@
-"""The ingest loop shared by every source: dedupe, convert (optionally in worker
-processes), write rows, record rejections, show progress, summarise."""
+"""The ingest loop shared by every source: dedupe, convert (in worker processes on this
+machine, or in Ray tasks across a cluster), write rows, record rejections, show progress,
+summarise."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from .rows import ClipSource, RowSpec, make_row
-from .schema import DEFAULT_CLIP_SECONDS, DEFAULT_SAMPLE_RATE, LabelIndex
+from .schema import DEFAULT_CLIP_SECONDS, DEFAULT_SAMPLE_RATE, DatasetError, LabelIndex
 from .writer import DatasetWriter, Rejection, Row
 
 SHOWN_REJECTIONS = 10
@@ -56,8 +57,25 @@ def _ordered_map(fn: Callable, items: Iterable, workers: int) -> Iterator:
             yield pending.popleft().result()
 
 
-def _convert(item: ClipSource | Rejection, spec: RowSpec) -> Row | Rejection:
+def convert(item: ClipSource | Rejection, spec: RowSpec) -> Row | Rejection:
+    """A row, or the reason the clip is not one (a source may arrive already rejected)."""
     return item if isinstance(item, Rejection) else make_row(item, spec)
+
+
+def mark_duplicates(
+    sources: Iterable[ClipSource | Rejection], split: str, seen: dict[str, str]
+) -> Iterator[ClipSource | Rejection]:
+    """Sources with ids seen before (``seen``: id -> split) turned into rejections, in input
+    order; the first occurrence of an id wins."""
+    for src in sources:
+        if isinstance(src, ClipSource):
+            if src.clip_id in seen:
+                other = seen[src.clip_id]
+                where = "earlier in this split" if other == split else f"in split {other!r}"
+                src = Rejection(src.clip_id, "duplicate", f"clip id already {where}")
+            else:
+                seen[src.clip_id] = split
+        yield src
 
 
 def _existing_ids(writer: DatasetWriter) -> dict[str, str]:
@@ -83,16 +101,31 @@ def ingest(
     source: dict[str, Any] | None = None,
     progress: bool | None = None,
     task: str = "multilabel",
+    address: str | None = None,
+    shard_clips: int | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Write ``splits`` into the dataset at ``out_dir``; return their manifest entries.
 
     Bad clips are skipped and recorded with a reason; a clip id seen before (in this
-    ingest or in a split the dataset keeps) is a ``duplicate``.
+    ingest or in a split the dataset keeps) is a ``duplicate``. With ``address`` (a Ray
+    address, or "auto") the clips are converted and the shards written by Ray tasks across
+    the cluster, ``shard_clips`` input clips per shard, and an interrupted run resumes.
     """
     spec = RowSpec(
         sample_rate=int(sample_rate), audio_format=audio_format, label_ids=labels.index_of()
     )
-    convert = partial(_convert, spec=spec)
+    distributed = address is not None
+    if shard_clips is not None and shard_clips < 1:
+        raise DatasetError(f"clips per shard must be at least 1, got {shard_clips}")
+    if distributed:
+        from audiosweep.ray_cluster import connect
+
+        from .ingest_ray import DEFAULT_CLIP_BYTES_PER_SECOND
+
+        connect(address)
+        if shard_clips is None:
+            per_clip = DEFAULT_CLIP_BYTES_PER_SECOND * clip_seconds * sample_rate / 32000
+            shard_clips = max(1, int(shard_mb * 1024 * 1024 / per_clip))
     with DatasetWriter(
         out_dir,
         labels=labels,
@@ -103,10 +136,10 @@ def ingest(
         overwrite=overwrite,
         source=source,
         task=task,
+        resume=distributed,
     ) as writer:
         seen = _existing_ids(writer)
         for split, given in splits.items():
-            out = writer.split(split)
             bar = tqdm(
                 total=given.total,
                 desc=f"prepare {split}",
@@ -114,22 +147,18 @@ def ingest(
                 disable=None if progress is None else not progress,
                 file=sys.stderr,
             )
+            items = mark_duplicates(given.sources, split, seen)
+            if distributed:
+                from .ingest_ray import write_split_on_ray
 
-            def fresh(sources: Iterable[ClipSource | Rejection], split: str = split):
-                """Sources with ids seen before turned into rejections, kept in input order."""
-                for src in sources:
-                    if isinstance(src, ClipSource):
-                        if src.clip_id in seen:
-                            other = seen[src.clip_id]
-                            where = (
-                                "earlier in this split" if other == split else f"in split {other!r}"
-                            )
-                            src = Rejection(src.clip_id, "duplicate", f"clip id already {where}")
-                        else:
-                            seen[src.clip_id] = split
-                    yield src
-
-            for result in _ordered_map(convert, fresh(given.sources), workers):
+                entry = write_split_on_ray(
+                    writer, split, items, spec, shard_clips=shard_clips, on_clips=bar.update
+                )
+                writer.set_entry(split, entry)
+                bar.close()
+                continue
+            out = writer.split(split)
+            for result in _ordered_map(partial(convert, spec=spec), items, workers):
                 if isinstance(result, Row):
                     out.add(result)
                 else:

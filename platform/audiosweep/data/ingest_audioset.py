@@ -130,6 +130,8 @@ def prepare_audioset(
     overwrite: bool = False,
     workers: int = 1,
     progress: bool | None = None,
+    address: str | None = None,
+    shard_clips: int | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Ingest ``segments`` as split ``train`` and ``eval_segments`` as split ``eval``."""
     csvs = {"train": segments}
@@ -155,4 +157,6 @@ def prepare_audioset(
         workers=workers,
         source={"kind": "audioset", "segments": {k: Path(v).name for k, v in csvs.items()}},
         progress=progress,
+        address=address,
+        shard_clips=shard_clips,
     )

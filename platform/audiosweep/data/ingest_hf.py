@@ -113,6 +113,8 @@ def prepare_hf(
     overwrite: bool = False,
     workers: int = 1,
     progress: bool | None = None,
+    address: str | None = None,
+    shard_clips: int | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Ingest the Parquet files matching ``parquet`` as split ``split``."""
     files = expand_parquet(parquet)
@@ -128,4 +130,6 @@ def prepare_hf(
         workers=workers,
         source={"kind": "hf", "files": {split: [f.name for f in files]}},
         progress=progress,
+        address=address,
+        shard_clips=shard_clips,
     )

@@ -34,6 +34,8 @@ from .schema import (
 )
 
 SHARD_NAME = re.compile(r"^part-\d{5}\.parquet$")
+# A distributed ingest keeps one record per finished shard here until the manifest is written.
+STATE_DIR = ".ingest"
 TEMP_NAME = re.compile(r"^\.part-\d{5}\.parquet\.tmp$")
 DEFAULT_ROW_GROUP_ROWS = 32
 
@@ -75,9 +77,11 @@ class SplitWriter:
         shard_bytes: int,
         row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
         single_label: bool = False,
+        first_index: int = 0,
     ) -> None:
         self.root = root
         self.single_label = single_label
+        self.first_index = int(first_index)
         self.split = split
         self.dir = root / split
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -146,7 +150,7 @@ class SplitWriter:
         if not self._buffer:
             return
         if self._writer is None:
-            index = len(self.shards)
+            index = self.first_index + len(self.shards)
             self._tmp = self.dir / f".part-{index:05d}.parquet.tmp"
             self._writer = pq.ParquetWriter(
                 self._tmp,
@@ -181,7 +185,7 @@ class SplitWriter:
         assert self._writer is not None and self._tmp is not None
         self._writer.close()
         self._writer = None
-        final = self.dir / f"part-{len(self.shards):05d}.parquet"
+        final = self.dir / f"part-{self.first_index + len(self.shards):05d}.parquet"
         with open(self._tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(self._tmp, final)
@@ -219,6 +223,7 @@ class DatasetWriter:
         overwrite: bool = False,
         source: dict[str, Any] | None = None,
         task: str = "multilabel",
+        resume: bool = False,
     ) -> None:
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, not {task!r}")
@@ -237,6 +242,7 @@ class DatasetWriter:
         self.shard_bytes = int(shard_mb * 1024 * 1024)
         self.row_group_rows = row_group_rows
         self.overwrite = overwrite
+        self.resume = resume
         self.source = source or {}
         self.task = task
         self.kept: dict[str, dict[str, Any]] = {}
@@ -299,6 +305,8 @@ class DatasetWriter:
         """Files an interrupted ingest leaves behind (safe to remove)."""
         if path.is_file():
             return path.name in (LABELS_NAME, f".{LABELS_NAME}.tmp", f".{MANIFEST_NAME}.tmp")
+        if path.is_dir() and path.name == STATE_DIR:
+            return True
         return path.is_dir() and all(
             p.is_file() and (SHARD_NAME.match(p.name) or TEMP_NAME.match(p.name))
             for p in path.iterdir()
@@ -318,12 +326,43 @@ class DatasetWriter:
                 self._clear_split_dir(root / split)
         else:
             for path in root.iterdir():
-                if path.is_dir():
+                resumed = self.resume and (path.name in self.splits or path.name == STATE_DIR)
+                if path.is_dir() and not resumed:
                     self._clear_split_dir(path)
         for split in self.splits:
-            self._clear_split_dir(root / split)
+            if self.resume:
+                self._keep_recorded_shards(split)
+            else:
+                self._clear_split_dir(root / split)
+        if not self.resume:
+            self._clear_split_dir(self.state_dir)
         self.labels.write(root / LABELS_NAME)
         return self
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / STATE_DIR
+
+    def record_path(self, split: str, index: int) -> Path:
+        """Where a distributed ingest records shard ``index`` of ``split`` as finished."""
+        return self.state_dir / split / f"part-{index:05d}.json"
+
+    def _keep_recorded_shards(self, split: str) -> None:
+        """Resuming: only shards with a finished-shard record are trusted; the rest (a shard
+        renamed just before an interruption, temporary files) are removed and redone."""
+        folder = self.root / split
+        if not folder.is_dir():
+            return
+        recorded = {p.stem for p in (self.state_dir / split).glob("part-*.json")}
+        for path in folder.iterdir():
+            if not (SHARD_NAME.match(path.name) and path.name.split(".")[0] in recorded):
+                path.unlink()
+
+    def set_entry(self, split: str, entry: dict[str, Any]) -> None:
+        """A split written by other processes (a distributed ingest): its manifest entry."""
+        if split not in self.splits or split in self.entries or split in self._open:
+            raise RuntimeError(f"split {split!r} is not open for an entry")
+        self.entries[split] = entry
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
@@ -333,7 +372,21 @@ class DatasetWriter:
         for split in self.splits:
             if split not in self.entries:
                 self.close_split(split)
+        if self.resume:
+            self._drop_unlisted_shards()
         write_json_atomic(self.root / MANIFEST_NAME, self._manifest({**self.kept, **self.entries}))
+        # After the manifest: a crash in between leaves records that still match their shards.
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def _drop_unlisted_shards(self) -> None:
+        """Shards an earlier, larger attempt left beyond the ones this ingest lists."""
+        for split in self.splits:
+            listed = {Path(s["file"]).name for s in self.entries[split]["shards"]}
+            folder = self.root / split
+            if folder.is_dir():
+                for path in folder.iterdir():
+                    if path.name not in listed:
+                        path.unlink()
 
     def _clear_split_dir(self, path: Path) -> None:
         if not path.exists():
