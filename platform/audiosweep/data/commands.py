@@ -133,9 +133,12 @@ def _prepare_scenes(args: argparse.Namespace) -> int:
     splits = {"train": args.train}
     if args.eval:
         splits["eval"] = args.eval
-    entries = prepare_scenes(
-        args.out, splits=splits, audio_root=args.audio_root, **_ingest_kwargs(args)
-    )
+    kwargs = _ingest_kwargs(args)
+    if kwargs.pop("address") is not None or kwargs.pop("shard_clips") is not None:
+        from audiosweep.config import ConfigError
+
+        raise ConfigError("prepare scenes ingests on this machine: drop --address/--shard-clips")
+    entries = prepare_scenes(args.out, splits=splits, audio_root=args.audio_root, **kwargs)
     print(rejection_summary(entries))
     print(format_summary(summarize(args.out)))
     return 0
