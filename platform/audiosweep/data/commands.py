@@ -23,11 +23,13 @@ def _common_output(p: argparse.ArgumentParser, *, labels: bool = True) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _ingest_options(p: argparse.ArgumentParser) -> None:
+def _ingest_options(p: argparse.ArgumentParser, *, cluster: bool = True) -> None:
     p.add_argument(
         "--format", default="flac", choices=["flac", "wav", "ogg"], help="stored audio encoding"
     )
     p.add_argument("--workers", type=int, default=1, help="decoding processes (local ingest)")
+    if not cluster:
+        return
     p.add_argument(
         "--address",
         default=None,
@@ -54,7 +56,7 @@ def _run_ingest(args: argparse.Namespace, run) -> int:
 
 
 def _ingest_kwargs(args: argparse.Namespace) -> dict:
-    """The options `prepare audioset` and `prepare hf` share, as ingest keyword arguments."""
+    """The options the `prepare` ingests share, as ingest keyword arguments."""
     return dict(
         sample_rate=args.sample_rate,
         clip_seconds=args.clip_seconds,
@@ -63,8 +65,8 @@ def _ingest_kwargs(args: argparse.Namespace) -> dict:
         overwrite=args.overwrite,
         workers=args.workers,
         progress=False if args.no_progress else None,
-        address=args.address,
-        shard_clips=args.shard_clips,
+        # Options only the sources that ingest on a cluster have (`_ingest_options`).
+        **{k: getattr(args, k) for k in ("address", "shard_clips") if hasattr(args, k)},
     )
 
 
@@ -108,9 +110,15 @@ def _summary(args: argparse.Namespace) -> int:
 
 def _prepare_demo(args: argparse.Namespace) -> int:
     from .demo import prepare_demo
+
+    return _generate(args, prepare_demo)
+
+
+def _generate(args: argparse.Namespace, make) -> int:
+    """`prepare demo` / `prepare scene-demo`: generate the synthetic dataset, then summarise."""
     from .summary import print_summary
 
-    prepare_demo(
+    make(
         args.out,
         train_clips=args.train_clips,
         eval_clips=args.eval_clips,
@@ -133,12 +141,9 @@ def _prepare_scenes(args: argparse.Namespace) -> int:
     splits = {"train": args.train}
     if args.eval:
         splits["eval"] = args.eval
-    kwargs = _ingest_kwargs(args)
-    if kwargs.pop("address") is not None or kwargs.pop("shard_clips") is not None:
-        from audiosweep.config import ConfigError
-
-        raise ConfigError("prepare scenes ingests on this machine: drop --address/--shard-clips")
-    entries = prepare_scenes(args.out, splits=splits, audio_root=args.audio_root, **kwargs)
+    entries = prepare_scenes(
+        args.out, splits=splits, audio_root=args.audio_root, **_ingest_kwargs(args)
+    )
     print(rejection_summary(entries))
     print(format_summary(summarize(args.out)))
     return 0
@@ -146,21 +151,8 @@ def _prepare_scenes(args: argparse.Namespace) -> int:
 
 def _prepare_scene_demo(args: argparse.Namespace) -> int:
     from .scene_demo import prepare_scene_demo
-    from .summary import print_summary
 
-    prepare_scene_demo(
-        args.out,
-        train_clips=args.train_clips,
-        eval_clips=args.eval_clips,
-        clip_seconds=args.clip_seconds,
-        sample_rate=args.sample_rate,
-        seed=args.seed,
-        shard_mb=args.shard_mb,
-        overwrite=args.overwrite,
-        progress=False if args.no_progress else None,
-    )
-    print_summary(args.out)
-    return 0
+    return _generate(args, prepare_scene_demo)
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -250,7 +242,7 @@ def register(sub, bench) -> None:
         help="folder CSV filenames are relative to (default: the CSV's)",
     )
     _common_output(p, labels=False)
-    _ingest_options(p)
+    _ingest_options(p, cluster=False)  # scene folders are ingested on this machine
     p.set_defaults(func=_prepare_scenes, sample_rate=44100)
 
     p = sources.add_parser(
