@@ -6,6 +6,7 @@ processes (never `ray stop`, which kills every Ray process on the host).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import signal
@@ -175,6 +176,32 @@ def run_cli(
         cwd=cwd or Path(__file__).resolve().parents[1],
     )
     return proc
+
+
+def submit_job(
+    dashboard: str,
+    entrypoint: list[str],
+    *,
+    env_vars: dict[str, str] | None = None,
+    timeout: float = 900,
+) -> subprocess.CompletedProcess:
+    """`ray job submit --working-dir <repo> -- python <entrypoint>` to the head at `dashboard`,
+    as a user submits a job (the repository uploaded, the job's output returned)."""
+    runtime_env = ["--runtime-env-json", json.dumps({"env_vars": env_vars})] if env_vars else []
+    cmd = [
+        str(VENV_BIN / "ray"),
+        "job",
+        "submit",
+        "--address",
+        dashboard,
+        "--working-dir",
+        str(REPO),
+        *runtime_env,
+        "--",
+        "python",
+        *entrypoint,
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from audiosweep.data.ingest_audioset import (
     segment_sources,
 )
 from audiosweep.data.writer import STATE_DIR
+from conftest import submit_job
 
 pytestmark = pytest.mark.integration
 
@@ -211,33 +211,27 @@ def test_prepare_hf_through_ray_job_submit(ray_head, tmp_path):
     )
     pq.write_table(pa.Table.from_pylist(rows, schema=HF_SCHEMA), tmp_path / "hf.parquet")
     out = tmp_path / "ds"
-    cmd = [
-        str(Path(__import__("sys").executable).parent / "ray"),
-        "job",
-        "submit",
-        "--address",
+    proc = submit_job(
         ray_head["dashboard"],
-        "--working-dir",
-        str(REPO),
-        "--",
-        "python",
-        "jobs/prepare_data.py",
-        "hf",
-        "--parquet",
-        str(tmp_path / "hf.parquet"),
-        "--split",
-        "train",
-        "--out",
-        str(out),
-        "--sample-rate",
-        str(SR),
-        "--address",
-        "auto",
-        "--shard-clips",
-        "2",
-        "--no-progress",
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO)
+        [
+            "jobs/prepare_data.py",
+            "hf",
+            "--parquet",
+            str(tmp_path / "hf.parquet"),
+            "--split",
+            "train",
+            "--out",
+            str(out),
+            "--sample-rate",
+            str(SR),
+            "--address",
+            "auto",
+            "--shard-clips",
+            "2",
+            "--no-progress",
+        ],
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "train: 5 clips written, 1 rejected (corrupt 1)" in proc.stdout
     assert verify(out).ok

@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ import pytest
 from scipy.stats import norm
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from conftest import VENV_BIN, run_cli
+from conftest import run_cli, submit_job
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[1]
@@ -129,26 +128,17 @@ def test_evaluate_job_on_the_logged_model_reproduces_the_ema_map(
     _, run, client = tracked_trial
     model_id = run.data.tags["audiosweep.model_id"]
     out = tmp_path / "report"
-    runtime_env = {"env_vars": {"MLFLOW_TRACKING_URI": mlflow_server}}
-    cmd = [
-        str(VENV_BIN / "ray"),
-        "job",
-        "submit",
-        "--address",
+    proc = submit_job(
         ray_head["dashboard"],
-        "--working-dir",
-        str(REPO),
-        "--runtime-env-json",
-        json.dumps(runtime_env),
-        "--",
-        "python",
-        "jobs/evaluate.py",
-        f"models:/{model_id}",
-        "--ema",
-        "--out",
-        str(out),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=REPO)
+        [
+            "jobs/evaluate.py",
+            f"models:/{model_id}",
+            "--ema",
+            "--out",
+            str(out),
+        ],
+        env_vars={"MLFLOW_TRACKING_URI": mlflow_server},
+    )
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     report = json.loads((out / "metrics.json").read_text())
     assert report["ema"] is True and report["model_id"] == model_id

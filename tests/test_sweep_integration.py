@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import signal
 import subprocess
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import VENV_BIN
+from conftest import VENV_BIN, submit_job
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[1]
@@ -45,32 +44,22 @@ def _download_text(client, run_id: str, path: str, tmp: Path) -> str:
 
 def test_grid_smoke_via_ray_job_submit(ray_head, mlflow_server, smoke_dataset, tmp_path):
     run_root = tmp_path / "runs"
-    runtime_env = {
-        "env_vars": {"MLFLOW_TRACKING_URI": mlflow_server, "AUDIOSWEEP_GIT_COMMIT": "test-commit"}
-    }
-    cmd = [
-        str(VENV_BIN / "ray"),
-        "job",
-        "submit",
-        "--address",
+    proc = submit_job(
         ray_head["dashboard"],
-        "--working-dir",
-        str(REPO),
-        "--runtime-env-json",
-        json.dumps(runtime_env),
-        "--",
-        "python",
-        "jobs/grid.py",
-        "--preset",
-        "smoke",
-        f"data.path={smoke_dataset}",
-        "train.epochs=1",
-        "--run-root",
-        str(run_root),
-        "--name",
-        "grid-smoke",
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3000, cwd=REPO)
+        [
+            "jobs/grid.py",
+            "--preset",
+            "smoke",
+            f"data.path={smoke_dataset}",
+            "train.epochs=1",
+            "--run-root",
+            str(run_root),
+            "--name",
+            "grid-smoke",
+        ],
+        env_vars={"MLFLOW_TRACKING_URI": mlflow_server, "AUDIOSWEEP_GIT_COMMIT": "test-commit"},
+        timeout=3000,
+    )
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     assert "succeeded" in proc.stdout + proc.stderr
 
