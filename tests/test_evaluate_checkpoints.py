@@ -271,14 +271,22 @@ def test_a_report_is_written_whole_or_not_at_all(tmp_path, run_folder, monkeypat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report", "runs"]  # no temporary left
 
 
-@pytest.mark.parametrize("tta", [0, 3])
-def test_a_replica_predicts_what_the_trials_evaluation_predicts(tta):
+@pytest.mark.parametrize(("tta", "freq_fraction"), [(0, None), (3, None), (3, 0.125)])
+def test_a_replica_predicts_what_the_trials_evaluation_predicts(tta, freq_fraction):
     """The evaluation replica against the training loop's own eval path
-    (`TrainingPipeline.predict`), on the same weights and waveforms."""
+    (`TrainingPipeline.predict`), on the same weights and waveforms; the frequency masks of
+    the test-time views may be given as a share of the mel bins."""
     from audiosweep.evaluate.predict import Predictor
     from audiosweep.train.pipeline import build_pipeline
 
-    cfg = _cfg(**{"augment.tta_views": tta, "data.clip_seconds": 2.0, "train.amp": "none"})
+    cfg = _cfg(
+        **{
+            "augment.tta_views": tta,
+            "augment.freq_mask_fraction": freq_fraction,
+            "data.clip_seconds": 2.0,
+            "train.amp": "none",
+        }
+    )
     model = _model(5)
     predictor = Predictor(cfg.to_dict(), CLASSES, [model.state_dict()], tta_views=tta, seed=7)
     pipe = build_pipeline(

@@ -31,8 +31,8 @@ class Predictor:
     ) -> None:
         import ray
 
-        from audiosweep.audio import FrontEnd
         from audiosweep.models import create_model_from_config
+        from audiosweep.train.inputs import build_inputs
         from audiosweep.train.optimisation import resolve_amp
         from audiosweep.train.task import task_for
 
@@ -48,11 +48,18 @@ class Predictor:
             state = ray.get(state)
         model.load_state_dict(state, strict=True)
         self.model = model.to(self.device).eval()
-        self.frontend = FrontEnd(cfg.audio).to(self.device)
+        # The trial's own front end and SpecAugment (`augment.*` masks), so the replica's
+        # test-time views are the ones the trial's evaluation draws.
         self.activation = task_for(cfg).activation
+        inputs = build_inputs(
+            cfg.with_overrides({"augment.tta_views": tta_views}),
+            device=self.device,
+            activation=self.activation,
+        )
+        self.frontend = inputs.frontend
+        self.spec_augment = inputs.spec_augment
         self.amp_dtype = resolve_amp(cfg.train.amp, self.device)
         self.tta_views = tta_views
-        self.spec_augment = spec_augment(cfg) if tta_views > 0 else None
         torch.manual_seed(seed)  # the TTA views' masks
 
     @torch.no_grad()
@@ -80,16 +87,3 @@ class Predictor:
             "scores": probs.float().cpu().numpy(),
             "target": np.asarray(batch["target"], dtype=np.float32),
         }
-
-
-def spec_augment(cfg: TrialConfig) -> torch.nn.Module:
-    """The SpecAugment of the trial's test-time augmentation (``augment.*`` masks)."""
-    from audiosweep.audio import SpecAugment
-
-    aug = cfg.augment
-    return SpecAugment(
-        n_time_masks=aug.time_masks,
-        time_mask_param=aug.time_mask_width,
-        n_freq_masks=aug.freq_masks,
-        freq_mask_param=aug.freq_mask_width,
-    )
