@@ -90,7 +90,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         metrics["best_map"] = state.track_best(metrics["eval_map"])
         if last and rank == 0:
             metrics.update(_inference_throughput(state, cfg, device))
-        report(state, cfg, metrics, result, config["class_names"], epoch=epoch, rank=rank)
+        report(
+            state, cfg, metrics, result, config["class_names"], epoch=epoch, last=last, rank=rank
+        )
 
 
 def report(
@@ -101,10 +103,10 @@ def report(
     class_names: list[str],
     *,
     epoch: int,
+    last: bool,
     rank: int,
 ) -> None:
     """``ray.train.report`` of the epoch's metrics with rank 0's checkpoint, and its line."""
-    last = epoch + 1 == cfg.train.epochs
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = (
             save_epoch_checkpoint(
