@@ -48,17 +48,18 @@ def run_trial_in_tune(config: dict[str, Any], context: SweepContext) -> dict[str
     from ray.train.v2.api.exceptions import TrainingFailedError
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    from audiosweep.layout import SweepLayout
     from audiosweep.ray_cluster import quiet_data_progress
-    from audiosweep.storage import join
     from audiosweep.sweep import tracking
+    from audiosweep.train.checks import resolve_trial
     from audiosweep.train.failures import deterministic_reason
-    from audiosweep.train.trainer import build_trainer, resolve_trial
+    from audiosweep.train.trainer import build_trainer
 
     quiet_data_progress()
     case, seed, overrides, key = trial_overrides(config)
     cfg = TrialConfig.from_dict(context.base).with_overrides(overrides)
     cfg, _ = resolve_trial(cfg.with_overrides({"name": key}))
-    run_root = join(context.sweep_dir, "trials")
+    trial = SweepLayout(context.sweep_dir).trials.trial(key)
     arch, conv = case.split("/")
     mlflow = tracking.client(context.tracking_uri)
     run, _ = tracking.child_run(
@@ -94,15 +95,17 @@ def run_trial_in_tune(config: dict[str, Any], context: SweepContext) -> dict[str
     trial_run = TrialRun(context.tracking_uri, run_id, cfg)
     trainer = build_trainer(
         cfg,
-        run_root=run_root,
-        name=key,
-        callbacks=[TuneReportCallback(), *trial_run.callbacks()],
+        run_root=trial.root,
+        name=trial.name,
+        # MLflow logs an epoch before Tune sees it: a scheduler that stops the trial on that
+        # report (ASHA) ends the trial's actor, and callbacks after Tune's would not run.
+        callbacks=[*trial_run.callbacks(), TuneReportCallback()],
     )
     try:
         result = trainer.fit()
     except TrainingFailedError as err:
         trial_run.fail(deterministic_reason(err))
         raise
-    summary = trial_run.finish(result, join(run_root, key))
+    summary = trial_run.finish(result, trial.dir)
     final = result.metrics or {}
     return {**summary, "epoch": final.get("epoch"), "eval_map": final.get("eval_map")}
