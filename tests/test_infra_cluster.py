@@ -17,7 +17,7 @@ from audiosweep.sweep.capacity import (
     default_worker_gpus,
     node_types_from_autoscaling_config,
 )
-from audiosweep.sweep.tuner import max_concurrent_trials
+from audiosweep.sweep.plan import max_concurrent_trials
 
 REPO = Path(__file__).resolve().parents[1]
 INFRA = REPO / "infra"

@@ -12,7 +12,7 @@ from audiosweep.config import TrialConfig, load_preset
 from audiosweep.models import create_model_from_config
 from audiosweep.models.from_config import model_kwargs
 from audiosweep.sweep.spaces import load_space
-from audiosweep.train.trainer import check_trial
+from audiosweep.train.checks import check_trial
 
 SEARCH_SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
 PRESETS = sorted((SEARCH_SPACES / "presets").glob("*.yaml"))

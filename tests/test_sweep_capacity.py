@@ -20,7 +20,7 @@ from audiosweep.sweep.capacity import (
     node_types_from_autoscaling_config,
     trials_that_fit,
 )
-from audiosweep.sweep.tuner import max_concurrent_trials
+from audiosweep.sweep.plan import max_concurrent_trials
 
 REPO = Path(__file__).resolve().parents[1]
 HEAD = NodeType("head", {"CPU": 0}, 1)

@@ -4,6 +4,9 @@ A trial is fully described by a `TrialConfig`. Presets live in ``search_spaces/p
 and hold only the values that differ from these defaults (the defaults are the paper's
 recipe, Appendix A of Khalfaoui-Hassani et al. 2023). Overrides such as ``optim.lr=1e-3`` are
 parsed as YAML scalars and type-checked, so a typo fails before any cluster work starts.
+
+Over 300 lines because the sections below are the one statement of every config key, its
+type and its default; the parser that checks them is kept with them.
 """
 
 from __future__ import annotations

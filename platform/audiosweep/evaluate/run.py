@@ -25,11 +25,12 @@ import yaml
 from audiosweep.config import ConfigError, TrialConfig
 from audiosweep.data.schema import DatasetError, DatasetInfo
 from audiosweep.evaluate.source import CheckpointSource, load_into
+from audiosweep.layout import CONFIG_FILE, PER_CLASS_AP_FILE
 
+# An evaluation's output folder; the config and per-class AP files are named as in a run folder.
 METRICS_FILE = "metrics.json"
-PER_CLASS_FILE = "per_class_ap.csv"
+PER_CLASS_FILE = PER_CLASS_AP_FILE
 SCORES_FILE = "scores.npz"
-CONFIG_FILE = "config.yaml"
 
 
 @dataclass

@@ -25,10 +25,9 @@ import yaml
 from torch import Tensor
 
 from audiosweep.errors import UserError
-from audiosweep.train.checkpoint import MODEL_EMA_FILE, MODEL_FILE, STATE_FILE
+from audiosweep.layout import CONFIG_FILE, MODEL_EMA_FILE, MODEL_FILE, STATE_FILE
 from audiosweep.train.ema import EMA_STATE_KEY
 
-CONFIG_FILE = "config.yaml"  # as train.trainer writes it in a run folder
 TRAINING_STATE_KEYS = {"model", "optimizer", "scheduler", "epoch", "extra"}
 
 

@@ -21,6 +21,10 @@ add nothing; the result is unchanged and a kernel with positions spread over the
 training) keeps its full size. On CPU the depthwise convolution runs channels_last, with a
 backward pass made of forward convolutions (torch's CPU backward for large depthwise kernels is
 far slower).
+
+Over 300 lines because the kernel construction, its autograd function and the layer that
+caches and crops the kernel share their invariants (separable profiles, exact-zero borders, no
+subnormals); split apart, a change to one could silently break the others' equality with `dcls`.
 """
 
 from __future__ import annotations

@@ -25,10 +25,9 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None)
     from safetensors.torch import load_file
 
     from audiosweep.config import ConfigError, TrialConfig
+    from audiosweep.layout import CONFIG_FILE, MODEL_FILE
     from audiosweep.models.export import export_folded_fp16
     from audiosweep.models.from_config import create_model_from_config
-    from audiosweep.train.checkpoint import MODEL_FILE
-    from audiosweep.train.trainer import CONFIG_FILE
 
     run = Path(run_dir)
     config, weights = run / CONFIG_FILE, run / MODEL_FILE

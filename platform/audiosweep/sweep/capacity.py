@@ -7,6 +7,10 @@ Ray exposes them to a driver, and only as a last resort from the nodes alive now
 
 The packing functions are pure (node types + a trial's needs), so they can be tested without
 a cluster; `cluster_capacity()` is the one part that asks Ray.
+
+Over 300 lines because reading node types has three sources (the autoscaler's live state,
+an autoscaling config file, the nodes alive now), each with its own format; they feed the one
+packing rule and are kept beside it so that the rule and its inputs are read together.
 """
 
 from __future__ import annotations

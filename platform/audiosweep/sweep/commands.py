@@ -55,22 +55,21 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
     r.add_argument("sweep_id", help="the sweep id (printed when the sweep starts)")
     r.add_argument("--family", help="MLflow experiment (default: found from the sweep id)")
     r.add_argument(
-        "--out", help="folder for report.md/.csv/.png (default: runs/sweeps/<id>/report)"
+        "--out", help="folder for report.md/.csv/.png (default: <run root>/sweeps/<id>/report)"
     )
+    r.add_argument("--run-root", help="the sweep's run root (default: the preset's, runs/)")
     r.add_argument("--tracking-uri")
     r.set_defaults(func=_report)
 
 
 def _sweep_id(space: str, preset: str, name: str | None, resume: bool, run_root: str) -> str:
-    from audiosweep.storage import Folder
+    from audiosweep.layout import RunLayout
 
     if name:
         return name
     prefix = f"{Path(space).stem}-{Path(preset).stem}-"
     if resume:
-        existing = [
-            s for s in Folder(run_root).child("sweeps").subfolders() if s.startswith(prefix)
-        ]
+        existing = [s for s in RunLayout.at(run_root).sweep_ids() if s.startswith(prefix)]
         if existing:
             return existing[-1]
     return prefix + time.strftime("%Y%m%d-%H%M%S")
@@ -80,9 +79,9 @@ def _sweep(args: argparse.Namespace) -> int:
     from audiosweep.config import ConfigError, load_preset, resolve_path
     from audiosweep.errors import UserError
     from audiosweep.storage import Folder, resolve_root
+    from audiosweep.sweep.plan import plan_sweep
     from audiosweep.sweep.spaces import load_space
     from audiosweep.sweep.tracking import tracking_uri
-    from audiosweep.sweep.tuner import plan_sweep
 
     base = load_preset(args.preset, args.overrides)
     space = load_space(args.space)
@@ -99,9 +98,9 @@ def _sweep(args: argparse.Namespace) -> int:
         print_plan(plan, args.address)
         return 0
     uri = tracking_uri(args.tracking_uri)
-    if not args.resume and Folder(plan.sweep_dir).exists("tune"):
+    if not args.resume and Folder(plan.layout.tune_dir).exists():
         raise UserError(
-            f"sweep {sweep_id} exists at {plan.sweep_dir}; pass --resume to continue it"
+            f"sweep {sweep_id} exists at {plan.layout.dir}; pass --resume to continue it"
         )
 
     from audiosweep.ray_cluster import connect
@@ -115,7 +114,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def print_plan(plan, address: str | None) -> None:
     """What a sweep would run, without starting anything."""
-    from audiosweep.sweep.tuner import planned_concurrency
+    from audiosweep.sweep.plan import planned_concurrency
 
     space = plan.space
     trials = len(plan.variants) if space.kind == "grid" else space.num_samples
@@ -134,7 +133,7 @@ def print_plan(plan, address: str | None) -> None:
         print(f"  cases: {', '.join(c.name for c in space.cases)}; seeds: {space.seeds}")
         for key, spec in space.params.items():
             print(f"  {key}: {spec}")
-    print(f"run folder: {plan.sweep_dir}")
+    print(f"run folder: {plan.layout.dir}")
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -153,11 +152,18 @@ def _report(args: argparse.Namespace) -> int:
         mlflow.get_experiment_by_name(family).experiment_id,
         {tracking.SWEEP_TAG: args.sweep_id, tracking.ROLE_TAG: "sweep"},
     )
-    out = Path(args.out or Path("runs") / "sweeps" / args.sweep_id / "report")
-    paths = report.publish(mlflow, parent.info.run_id, rep, out)
+    out = args.out or _default_report_dir(args.run_root, args.sweep_id)
+    paths = report.publish_to(mlflow, parent.info.run_id, rep, out)
     print(report.markdown(rep))
-    print("written: " + ", ".join(str(p) for p in paths.values()))
+    print("written: " + ", ".join(paths))
     return 0
+
+
+def _default_report_dir(run_root: str | None, sweep_id: str) -> str:
+    from audiosweep.config import TrialConfig
+    from audiosweep.layout import RunLayout
+
+    return RunLayout.at(run_root or TrialConfig().run_root).sweep(sweep_id).report_dir
 
 
 def _family_of(mlflow, sweep_id: str) -> str | None:

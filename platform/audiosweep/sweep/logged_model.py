@@ -35,9 +35,9 @@ def log_final_model(
     import mlflow.pytorch
 
     from audiosweep.data import DatasetInfo
+    from audiosweep.layout import CONFIG_FILE, MODEL_EMA_FILE, MODEL_FILE
     from audiosweep.models import create_model_from_config
-    from audiosweep.train.checkpoint import MODEL_EMA_FILE, MODEL_FILE, load_model_weights
-    from audiosweep.train.trainer import CONFIG_FILE
+    from audiosweep.train.checkpoint import load_model_weights
 
     weights = Path(run_dir) / MODEL_FILE
     if not weights.is_file():

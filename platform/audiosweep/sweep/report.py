@@ -2,7 +2,10 @@
 throughput, and per architecture the DCLS − DSC difference with a Welch t-test.
 
 Single-label sweeps (``data.task=singlelabel``, e.g. SP4ASC on scenes) get accuracy and log
-loss instead of mAP: `sweep.report_scenes`."""
+loss instead of mAP: `sweep.report_scenes`.
+
+Over 300 lines because the paper's published rows (data, quoted with their source) sit
+beside the code that prints ours next to them."""
 
 from __future__ import annotations
 

@@ -7,7 +7,6 @@ summary metrics, tags and artifacts, so they compare side by side in the MLflow 
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -80,7 +79,7 @@ class TrialRun:
                 self.mlflow.set_tag(self.run_id, tag, str(final[tag]))
         if "node_id" in final:  # rank 0's node in the last epoch (a restarted trial may move)
             self.mlflow.set_tag(self.run_id, tracking.NODE_TAG, str(final["node_id"]))
-        log_trial_artifacts(self.mlflow, self.run_id, run_dir, self.cfg, result.checkpoint)
+        log_trial_artifacts(self.mlflow, self.run_id, run_dir, self.cfg)
         self.log_model(run_dir, step=int(final.get("epoch", 0)))
         self.mlflow.set_terminated(self.run_id, status="FINISHED")
         return summary
@@ -118,39 +117,34 @@ def trial_tags(cfg: TrialConfig) -> dict[str, str]:
     }
 
 
-def log_trial_artifacts(mlflow, run_id: str, run_dir: str, cfg: TrialConfig, checkpoint) -> None:
+def log_trial_artifacts(mlflow, run_id: str, run_dir: str, cfg: TrialConfig) -> None:
+    """The run folder's small files, its learning curves and, for DCLS, a plot of the kernel
+    positions as initialised and as learned (from their own file, not the training state)."""
+    from audiosweep.layout import METRICS_FILE, POSITIONS_FILE, TRACKED_RUN_FILES
     from audiosweep.storage import Folder
     from audiosweep.sweep import plots
-    from audiosweep.train.checkpoint import load_training_state
-    from audiosweep.train.trainer import CHECKPOINT_POINTER, CONFIG_FILE, METRICS_FILE
+    from audiosweep.train.checkpoint import load_positions
 
     folder = Folder(run_dir)
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp, "run")
         scratch.mkdir()
         local = {}
-        for name in (CONFIG_FILE, METRICS_FILE, "per_class_ap.csv", CHECKPOINT_POINTER):
+        for name in (*TRACKED_RUN_FILES, POSITIONS_FILE):
             path = folder.local_file(name, scratch)
             if path is not None:
                 local[name] = path
-                mlflow.log_artifact(run_id, str(path))
+                if name in TRACKED_RUN_FILES:
+                    mlflow.log_artifact(run_id, str(path))
         if METRICS_FILE in local:
             rows = plots.read_metrics(local[METRICS_FILE])
             if rows:
                 png = plots.learning_curves(rows, Path(tmp) / "learning_curves.png", title=cfg.case)
                 mlflow.log_artifact(run_id, str(png))
-        if checkpoint is not None:
-            with checkpoint.as_directory() as directory:
-                extra = load_training_state(Path(directory))["extra"]
+        if POSITIONS_FILE in local:
+            initial, final = load_positions(local[POSITIONS_FILE])
             png = plots.dcls_positions_plot(
-                extra.get("positions_init", {}),
-                extra.get("positions_final", {}),
-                cfg.model.dilated_kernel_size,
-                Path(tmp) / "dcls_positions.png",
+                initial, final, cfg.model.dilated_kernel_size, Path(tmp) / "dcls_positions.png"
             )
             if png is not None:
                 mlflow.log_artifact(run_id, str(png))
-            if extra.get("init_report"):  # which initial weights loaded, skipped, kept fresh
-                report = Path(tmp) / "init_report.json"
-                report.write_text(json.dumps(extra["init_report"], indent=2))
-                mlflow.log_artifact(run_id, str(report))

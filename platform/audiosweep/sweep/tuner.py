@@ -4,134 +4,18 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
-from audiosweep.config import ConfigError, TrialConfig
-from audiosweep.storage import Folder, is_uri, join, resolve_root
+from audiosweep.config import TrialConfig
+from audiosweep.storage import Folder, is_uri, name_of
 from audiosweep.sweep.capacity import (
     TRIAL_DRIVER_CPU,
-    Capacity,
-    TrialNeeds,
     cluster_capacity,
     default_worker_gpus,
-    max_concurrent,
 )
-from audiosweep.sweep.spaces import SearchSpace, Variant
-
-
-@dataclass
-class SweepPlan:
-    space: SearchSpace
-    base: TrialConfig
-    sweep_id: str
-    sweep_dir: str  # a local path or a URI (storage.py)
-    variants: list[Variant]  # grid only
-    dropped: list[tuple[Variant, str]]  # grid variants removed by a constraint, with why
-
-
-def plan_sweep(space: SearchSpace, base: TrialConfig, sweep_id: str, run_root: str) -> SweepPlan:
-    """The sweep's trials, each checked on the driver (config, dataset, model) so that a
-    mistake fails here in one line instead of in every trial on the cluster."""
-    variants: list[Variant] = []
-    dropped: list[tuple[Variant, str]] = []
-    if space.kind == "grid":
-        variants = space.variants(base)
-        check_configs([base.with_overrides(v.overrides) for v in variants])
-        if space.constraint == "params_le_dsc":
-            variants, dropped = _params_le_dsc(variants, base)
-        if not variants:
-            raise ConfigError(f"search space {space.name!r} leaves no trial to run")
-    else:
-        arch_map = dict(base.sweep.arch_map)
-        check_configs(
-            [base.with_overrides(space.case_overrides(case, arch_map)) for case in space.cases]
-        )
-    sweep_dir = join(resolve_root(run_root), "sweeps", sweep_id)
-    return SweepPlan(space, base, sweep_id, sweep_dir, variants, dropped)
-
-
-def check_configs(configs: list[TrialConfig]) -> None:
-    """Resolve every config against its dataset and build each distinct model once."""
-    from audiosweep.train.trainer import check_model_builds, resolve_trial
-
-    built: set[str] = set()
-    for cfg in configs:
-        cfg, info = resolve_trial(cfg)
-        key = repr((cfg.model, info.num_classes))
-        if key not in built:
-            check_model_builds(cfg, info.num_classes)
-            built.add(key)
-
-
-def _params_le_dsc(variants: list[Variant], base: TrialConfig) -> tuple[list[Variant], list]:
-    """Keep DCLS variants whose model has no more parameters than the same arch with DSC."""
-    from audiosweep.data import DatasetInfo
-    from audiosweep.models import count_parameters, create_model_from_config
-
-    num_classes = DatasetInfo.load(base.data.path).num_classes
-    cache: dict[tuple, int] = {}
-
-    def params(cfg: TrialConfig) -> int:
-        key = (
-            cfg.model.arch,
-            cfg.model.conv,
-            cfg.model.dilated_kernel_size,
-            cfg.model.kernel_count,
-            cfg.audio.n_mels,  # SP4ASC's size follows it
-        )
-        if key not in cache:
-            cache[key] = count_parameters(create_model_from_config(cfg, num_classes))
-        return cache[key]
-
-    kept, dropped = [], []
-    for v in variants:
-        cfg = base.with_overrides(v.overrides)
-        dsc = params(cfg.with_overrides({"model.conv": "dsc"}))
-        own = params(cfg)
-        if own <= dsc:
-            kept.append(v)
-        else:
-            dropped.append((v, f"{own:,} parameters > DSC's {dsc:,}"))
-    return kept, dropped
-
-
-def max_concurrent_trials(base: TrialConfig, capacity: Capacity) -> int:
-    """As many trials as fit at once in what the cluster can grow to (sweep/capacity.py), or
-    `sweep.max_concurrent_trials`; a trial that can never fit raises a one-line ConfigError."""
-    explicit = base.sweep.max_concurrent_trials
-    if explicit and not capacity.complete:
-        return explicit  # only the nodes alive now are known: trust the user's number
-    gpus = base.train.gpus_per_worker
-    if gpus is None:
-        gpus = default_worker_gpus(capacity.node_types)
-    try:
-        n = max_concurrent(capacity.node_types, TrialNeeds.of(base, gpus))
-    except ConfigError as err:
-        if capacity.complete:
-            raise
-        raise ConfigError(
-            f"{err} (only the nodes alive now are visible: on an autoscaling cluster set "
-            "sweep.max_concurrent_trials and train.gpus_per_worker)"
-        ) from None
-    return explicit or n
-
-
-def planned_concurrency(base: TrialConfig, address: str | None) -> tuple[int, str]:
-    """(trials at once, where that comes from) for a dry run: no cluster is started."""
-    from audiosweep.sweep.capacity import Capacity, NodeType, cluster_capacity
-
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        from audiosweep.ray_cluster import connect
-
-        connect(address)
-        capacity = cluster_capacity()
-    else:
-        cpus = os.cpu_count() or 1
-        local = NodeType("local", {"CPU": float(cpus)}, max_workers=1)
-        capacity = Capacity([local], f"a local cluster of {cpus} CPUs")
-    return max_concurrent_trials(base, capacity), capacity.source
+from audiosweep.sweep.plan import SweepPlan, max_concurrent_trials
+from audiosweep.sweep.spaces import SearchSpace
 
 
 def param_space(plan: SweepPlan) -> dict[str, Any]:
@@ -215,7 +99,7 @@ def run_sweep(
         space=space.name,
         preset=base.preset,
         base=base.to_dict(),
-        sweep_dir=str(plan.sweep_dir),
+        sweep_dir=plan.layout.dir,
         tracking_uri=tracking_uri,
         parent_run_id=parent_id,
         git_commit=commit,
@@ -225,9 +109,9 @@ def run_sweep(
     trainable = tune.with_resources(
         tune.with_parameters(run_trial_in_tune, context=context), {"cpu": TRIAL_DRIVER_CPU}
     )
-    Folder(plan.sweep_dir).makedirs()
-    storage = plan.sweep_dir  # Tune's state goes here: a path or a URI
-    tune_dir = join(plan.sweep_dir, "tune")
+    Folder(plan.layout.dir).makedirs()
+    storage = plan.layout.dir  # Tune's state goes to <storage>/tune: a path or a URI
+    tune_dir = plan.layout.tune_dir
     print(
         f"[audiosweep] cluster capacity from {capacity.source}: "
         + ", ".join(f"{t.max_workers} x {t.name}" for t in capacity.node_types)
@@ -256,7 +140,7 @@ def run_sweep(
             param_space=param_space(plan),
             tune_config=_tune_config(space, base, concurrency),
             run_config=tune.RunConfig(
-                name="tune",
+                name=name_of(tune_dir),
                 storage_path=storage,
                 # A trial whose driver actor was lost with its node is run again (it resumes
                 # from its checkpoint); one that failed deterministically is not re-run (see
@@ -275,7 +159,7 @@ def run_sweep(
     _close_stopped_trials(mlflow, space.family, plan.sweep_id)
     errors = [r.error for r in results if r.error is not None]
     rep = report.build_report(mlflow, space.family, plan.sweep_id)
-    report.publish_to(mlflow, parent_id, rep, join(plan.sweep_dir, "report"))
+    report.publish_to(mlflow, parent_id, rep, plan.layout.report_dir)
     trial_time = sum(r.get("wall_time_s") or 0 for r in rep["trials"])
     tracking.log_metrics(
         mlflow,

@@ -20,9 +20,20 @@ from typing import Any
 import torch
 from torch import nn
 
-STATE_FILE = "state.pt"
-MODEL_FILE = "model.safetensors"
-MODEL_EMA_FILE = "model_ema.safetensors"  # the final EMA weights, when train.ema_decay is set
+from audiosweep.layout import MODEL_EMA_FILE, MODEL_FILE, POSITIONS_FILE, STATE_FILE
+
+__all__ = [
+    "MODEL_EMA_FILE",
+    "MODEL_FILE",
+    "STATE_FILE",
+    "load_model_weights",
+    "load_positions",
+    "load_training_state",
+    "save_model_weights",
+    "save_positions",
+    "save_training_state",
+    "unwrap",
+]
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -74,3 +85,29 @@ def load_model_weights(model: nn.Module, path: Path) -> nn.Module:
 
     load_model(model, str(path))
     return model
+
+
+def save_positions(
+    directory: Path, initial: dict[str, torch.Tensor], final: dict[str, torch.Tensor]
+) -> Path | None:
+    """The DCLS positions as initialised and as learned, as their own small safetensors file
+    (``init/<param>``, ``final/<param>``); nothing for a model without DCLS."""
+    if not initial and not final:
+        return None
+    from safetensors.torch import save_file
+
+    tensors = {f"init/{k}": v.detach().cpu().contiguous() for k, v in initial.items()}
+    tensors.update({f"final/{k}": v.detach().cpu().contiguous() for k, v in final.items()})
+    path = Path(directory) / POSITIONS_FILE
+    save_file(tensors, str(path))
+    return path
+
+
+def load_positions(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(initial, final) positions from `save_positions`' file."""
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(path))
+    initial = {k[len("init/") :]: v for k, v in tensors.items() if k.startswith("init/")}
+    final = {k[len("final/") :]: v for k, v in tensors.items() if k.startswith("final/")}
+    return initial, final

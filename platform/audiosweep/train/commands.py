@@ -46,7 +46,7 @@ def _train(args: argparse.Namespace) -> int:
     from audiosweep.config import load_preset
     from audiosweep.errors import UserError
     from audiosweep.storage import Folder, join, resolve_root
-    from audiosweep.train.trainer import check_on_driver
+    from audiosweep.train.checks import check_on_driver
 
     cfg = load_preset(args.preset, args.overrides)
     name = args.name or default_run_name(cfg)

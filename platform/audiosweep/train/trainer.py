@@ -12,20 +12,20 @@ import yaml
 from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 from ray.train.v2.api.callback import UserCallback
-from torch import device as torch_device
 
-from audiosweep.config import ConfigError, TrialConfig, resolve_path
-from audiosweep.data.schema import MANIFEST_NAME, DatasetError
-from audiosweep.storage import Folder, join, resolve_root
-from audiosweep.train.checkpoint import MODEL_EMA_FILE, MODEL_FILE
-from audiosweep.train.evaluation import PER_CLASS_AP_FILE
+from audiosweep.config import TrialConfig
+from audiosweep.layout import (
+    CHECKPOINT_POINTER,
+    CONFIG_FILE,
+    METRICS_FILE,
+    RUN_FILES_FROM_CHECKPOINT,
+    RunLayout,
+)
+from audiosweep.storage import Folder
+from audiosweep.train.checks import resolve_trial
 from audiosweep.train.failures import TrialTrainer
 from audiosweep.train.loop import train_loop_per_worker
 from audiosweep.train.seeding import derive_seed
-
-METRICS_FILE = "metrics.jsonl"
-CONFIG_FILE = "config.yaml"
-CHECKPOINT_POINTER = "final_checkpoint.txt"
 
 
 class ExactEvalDataConfig(DataConfig):
@@ -73,9 +73,10 @@ class ExactEvalDataConfig(DataConfig):
 
 
 class RunFolderCallback(UserCallback):
-    """Writes each epoch's metrics (JSONL), the per-class AP and the final weights into the
-    run folder (a local path or a URI, see `storage.py`) as soon as a report (and its
-    checkpoint) has been persisted."""
+    """Writes each epoch's metrics (JSONL) and the small files of its checkpoint (per-class AP,
+    DCLS positions, init report; the final weights after the last epoch) into the run folder
+    (a local path or a URI, see `storage.py`) as soon as a report and its checkpoint are
+    persisted."""
 
     def __init__(self, run_dir: str) -> None:
         self.run_dir = run_dir
@@ -87,7 +88,7 @@ class RunFolderCallback(UserCallback):
         if checkpoint is None:
             return
         with checkpoint.as_directory() as directory:
-            for name in (PER_CLASS_AP_FILE, MODEL_FILE, MODEL_EMA_FILE):
+            for name in RUN_FILES_FROM_CHECKPOINT:
                 src = Path(directory) / name
                 if src.is_file():
                     folder.upload(src, name)
@@ -108,103 +109,6 @@ class TrialResult:
     metrics: dict[str, Any]
     checkpoint_path: str | None
     raw: Any = None  # Ray Train's Result
-
-
-def resolve_trial(cfg: TrialConfig) -> tuple[TrialConfig, Any]:
-    """Fill what the dataset decides (clip length) and check what must agree with it."""
-    from audiosweep.data import DatasetInfo
-
-    data_path = resolve_path(cfg.data.path)
-    if not Path(data_path, MANIFEST_NAME).is_file() and cfg.data.prepare:
-        raise DatasetError(
-            f"no dataset at {data_path} (data.path); make it with: {cfg.data.prepare}"
-        )
-    info = DatasetInfo.load(data_path)
-    for split in (cfg.data.train_split, cfg.data.eval_split):
-        if split not in info.splits:
-            raise DatasetError(
-                f"dataset {data_path} has no split {split!r} (has: {', '.join(info.splits)})"
-            )
-    if info.sample_rate != cfg.audio.sample_rate:
-        raise ConfigError(
-            f"dataset {data_path} is sampled at {info.sample_rate} Hz but audio.sample_rate is "
-            f"{cfg.audio.sample_rate}; set audio.sample_rate={info.sample_rate} (and check audio.f_max)"
-        )
-    if cfg.data.task not in ("auto", info.task):
-        raise ConfigError(
-            f"data.task={cfg.data.task} but dataset {data_path} is {info.task}; "
-            f"drop data.task (the dataset decides) or use a {cfg.data.task} dataset"
-        )
-    overrides = {
-        "data.path": data_path,
-        "data.clip_seconds": cfg.data.clip_seconds or info.clip_seconds,
-        "data.task": info.task,
-    }
-    if _is_local_checkpoint(cfg.model.init):  # workers run in another directory
-        overrides["model.init"] = resolve_path(cfg.model.init)
-    cfg = cfg.with_overrides(overrides)
-    check_trial(cfg)
-    return cfg, info
-
-
-def _is_local_checkpoint(init: str) -> bool:
-    from audiosweep.models.checkpoints import is_url
-    from audiosweep.models.pretrained import INIT_CHOICES
-
-    return init not in INIT_CHOICES and not is_url(init)
-
-
-def check_trial(cfg: TrialConfig) -> None:
-    """Fail on the driver, with the offending key, before any worker starts (a worker error
-    would be retried `train.max_failures` times first)."""
-    from audiosweep.models import list_archs
-    from audiosweep.models.from_config import model_kwargs
-    from audiosweep.models.pretrained import check_init
-    from audiosweep.train.inputs import freq_mask_width
-    from audiosweep.train.optimisation import resolve_amp
-    from audiosweep.train.pipeline import make_loss
-
-    if cfg.model.arch not in list_archs():
-        raise ConfigError(
-            f"model.arch={cfg.model.arch!r} is not a known arch ({', '.join(list_archs())})"
-        )
-    try:
-        model_kwargs(cfg)  # options the arch cannot take (e.g. SP4ASC's n_mels) fail here
-        check_init(
-            cfg.model.init,
-            cfg.model.arch,
-            cfg.model.conv,
-            cfg.model.dilated_kernel_size,
-            cfg.model.kernel_count,
-        )
-        make_loss(cfg)
-        freq_mask_width(cfg)
-        if cfg.train.amp != "fp16":
-            resolve_amp(cfg.train.amp, torch_device("cpu"))
-    except ValueError as err:
-        if isinstance(err, ConfigError):
-            raise
-        raise ConfigError(str(err)) from None
-    if cfg.optim.name not in ("adamw", "lamb"):
-        raise ConfigError(f"optim.name must be adamw or lamb, not {cfg.optim.name!r}")
-
-
-def check_on_driver(cfg: TrialConfig) -> TrialConfig:
-    """Everything a trial's workers would fail on, checked on the driver before Ray starts:
-    the dataset and its sample rate against the config, the config's values, and the model,
-    built once. Returns the resolved config."""
-    cfg, info = resolve_trial(cfg)
-    check_model_builds(cfg, info.num_classes)
-    return cfg
-
-
-def check_model_builds(cfg: TrialConfig, num_classes: int) -> None:
-    from audiosweep.models import create_model_from_config
-
-    try:
-        create_model_from_config(cfg, num_classes)
-    except (ValueError, TypeError, KeyError) as err:
-        raise ConfigError(f"model {cfg.case} cannot be built from model.*: {err}") from None
 
 
 def worker_gpus(cfg: TrialConfig) -> float:
@@ -228,8 +132,8 @@ def build_trainer(
     from audiosweep.data import DatasetInfo, EpochClock, read_split, rows_per_epoch
 
     info = DatasetInfo.load(cfg.data.path)
-    run_root = resolve_root(run_root)
-    run_dir = Folder(join(run_root, name))
+    layout = RunLayout.at(run_root)
+    run_dir = layout.trial(name).folder
     run_dir.makedirs()
     run_dir.write_text(CONFIG_FILE, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     # The workers set the clock before each epoch; the train split is then read in that epoch's
@@ -276,7 +180,7 @@ def build_trainer(
         ),
         run_config=RunConfig(
             name=name,
-            storage_path=run_root,  # a path or a URI: Ray writes through pyarrow's file systems
+            storage_path=layout.root,  # a path or a URI: Ray writes through pyarrow's file systems
             failure_config=FailureConfig(max_failures=cfg.train.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints),
             callbacks=[RunFolderCallback(run_dir.location), *(callbacks or [])],
@@ -295,12 +199,11 @@ def run_trial(
 ) -> TrialResult:
     """Train one trial to completion (resuming from its run folder if it was interrupted)."""
     cfg, _ = resolve_trial(cfg)
-    run_root = resolve_root(run_root or cfg.run_root)
-    name = name or cfg.name
-    trainer = build_trainer(cfg, run_root=run_root, name=name, callbacks=callbacks)
+    trial = RunLayout.at(run_root or cfg.run_root).trial(name or cfg.name)
+    trainer = build_trainer(cfg, run_root=trial.root, name=trial.name, callbacks=callbacks)
     result = trainer.fit()
     return TrialResult(
-        run_dir=join(run_root, name),
+        run_dir=trial.dir,
         metrics=dict(result.metrics or {}),
         checkpoint_path=result.checkpoint.path if result.checkpoint else None,
         raw=result,

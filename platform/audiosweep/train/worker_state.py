@@ -3,6 +3,7 @@ from the run's last checkpoint after a restart, saved as the checkpoint of each 
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ import torch
 from torch import nn
 
 from audiosweep.config import TrialConfig
+from audiosweep.layout import INIT_REPORT_FILE, POSITIONS_FILE
 from audiosweep.train import checkpoint as ckpt
 from audiosweep.train.ema import EMA_STATE_KEY, WeightEma, create_ema
 from audiosweep.train.evaluation import PER_CLASS_AP_FILE, write_per_class_ap
@@ -83,6 +85,7 @@ def build_worker_state(
     if restored is not None:
         with restored.as_directory() as directory:
             saved = ckpt.load_training_state(Path(directory))
+            restore_run_facts(state, Path(directory))
         extra = restore(state, saved)
         if log is not None:
             log(f"[audiosweep] resumed from checkpoint after epoch {state.next_epoch}")
@@ -102,9 +105,16 @@ def restore(state: WorkerState, saved: dict[str, Any]) -> dict[str, Any]:
     extra = saved["extra"]
     state.next_epoch = int(saved["epoch"]) + 1
     state.best_map = float(extra.get("best_map", math.nan))
-    state.positions_init = extra.get("positions_init", state.positions_init)
-    state.init_report = extra.get("init_report", state.init_report)
     return extra
+
+
+def restore_run_facts(state: WorkerState, directory: Path) -> None:
+    """What the run started from, which a restarted worker did not rebuild: the initial DCLS
+    positions and the report of which initial weights were loaded."""
+    if (directory / POSITIONS_FILE).is_file():
+        state.positions_init, _ = ckpt.load_positions(directory / POSITIONS_FILE)
+    if (directory / INIT_REPORT_FILE).is_file():
+        state.init_report = json.loads((directory / INIT_REPORT_FILE).read_text())
 
 
 def save_epoch_checkpoint(
@@ -116,8 +126,9 @@ def save_epoch_checkpoint(
     class_names: list[str],
     last: bool,
 ) -> ray.train.Checkpoint:
-    """Rank 0's checkpoint of `epoch`: the training state (weights, optimiser, schedule, EMA,
-    DCLS positions), the per-class AP and, after the last epoch, the weights as safetensors."""
+    """Rank 0's checkpoint of `epoch`: the training state (weights, optimiser, schedule, EMA),
+    the DCLS positions (initial and current) and the init report as small files of their own,
+    the per-class AP and, after the last epoch, the weights as safetensors."""
     from audiosweep.models import dcls_positions
 
     model = ckpt.unwrap(state.model)
@@ -130,14 +141,12 @@ def save_epoch_checkpoint(
         epoch=epoch,
         extra={
             "best_map": state.best_map,
-            "positions_init": state.positions_init,
-            "init_report": state.init_report,
             **({EMA_STATE_KEY: state.ema.module.state_dict()} if state.ema else {}),
-            "positions_final": {
-                k: v.detach().cpu().clone() for k, v in dcls_positions(model).items()
-            },
         },
     )
+    ckpt.save_positions(directory, state.positions_init, dcls_positions(model))
+    if state.init_report:
+        (directory / INIT_REPORT_FILE).write_text(json.dumps(state.init_report, indent=2) + "\n")
     write_per_class_ap(directory / PER_CLASS_AP_FILE, class_names, per_class_ap)
     if last:
         ckpt.save_model_weights(model, directory / ckpt.MODEL_FILE)
