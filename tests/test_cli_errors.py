@@ -18,7 +18,8 @@ AUDIOSWEEP = Path(sys.executable).parent / "audiosweep"
 def run_cli(args: list[str], tmp_path: Path, **env_extra: str) -> subprocess.CompletedProcess:
     ray_tmp = tmp_path / "ray-tmp"
     ray_tmp.mkdir(exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+    unset = ("RAY_ADDRESS", "AUDIOSWEEP_RAY_GCS_ADDRESS", "MLFLOW_TRACKING_URI")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update(RAY_TMPDIR=str(ray_tmp), AUDIOSWEEP_SEARCH_SPACES=str(REPO / "search_spaces"))
     env.update(env_extra)
     result = subprocess.run(
@@ -131,6 +132,17 @@ def test_unreachable_cluster(tmp_path, smoke_dataset):
         tmp_path,
     )
     assert_one_line_error(result, "no Ray cluster answers at")
+
+
+def test_dashboard_address_as_ray_address(tmp_path, smoke_dataset):
+    """`make up` exports RAY_ADDRESS=http://... for `ray job submit`; a driver run outside
+    its exports gets the fix, not Ray's multi-line ValueError."""
+    result = run_cli(
+        ["train", "--preset", "smoke", f"data.path={smoke_dataset}", "--no-track"],
+        tmp_path,
+        RAY_ADDRESS=f"http://127.0.0.1:{free_port()}",
+    )
+    assert_one_line_error(result, "dashboard", "GCS address", "--address")
 
 
 def test_sweep_dry_run_lists_trials_and_dropped_variants_without_starting_anything(

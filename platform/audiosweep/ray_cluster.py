@@ -19,7 +19,7 @@ def connect(
     if ray.is_initialized():
         return
     quiet_data_progress()
-    address = address or os.environ.get("RAY_ADDRESS")
+    address = driver_address(address or os.environ.get("RAY_ADDRESS"))
     if address:
         check_reachable(address)
         try:
@@ -40,6 +40,23 @@ def connect(
             log_to_driver=worker_logs,
             _node_ip_address="127.0.0.1",
         )
+
+
+def driver_address(address: str | None) -> str | None:
+    """The address a driver connects to. `make up` exports RAY_ADDRESS as the dashboard's
+    http:// address, which `ray job submit` needs but `ray.init` refuses; its exports also name
+    the head's GCS address, which a driver on this machine uses instead."""
+    if not address or not address.startswith(("http://", "https://")):
+        return address
+    gcs = os.environ.get("AUDIOSWEEP_RAY_GCS_ADDRESS")
+    if gcs:
+        return gcs
+    from audiosweep.errors import ClusterError
+
+    raise ClusterError(
+        f"{address} is a Ray dashboard (job submission) address; a driver needs the head's "
+        "GCS address: pass --address <head>:6379, or submit with `ray job submit`"
+    )
 
 
 def logs_dir() -> str:
