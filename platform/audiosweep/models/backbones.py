@@ -68,15 +68,23 @@ def register_backbone(
     return decorator
 
 
-def _convnext(variant: str, num_classes: int, drop_path_rate: float, **options) -> nn.Module:
-    model = timm.create_model(
+def _timm_backbone(
+    variant: str, num_classes: int, drop_path_rate: float, layer_scale_key: str, **options
+) -> nn.Module:
+    """A timm model on 1-channel input, its layer scale (named `layer_scale_key` in timm)
+    starting at `LAYER_SCALE_INIT` unless `options` says otherwise; the stem is swapped after."""
+    return timm.create_model(
         variant,
         pretrained=False,
         in_chans=1,
         num_classes=num_classes,
         drop_path_rate=drop_path_rate,
-        **{"ls_init_value": LAYER_SCALE_INIT, **options},
+        **{layer_scale_key: LAYER_SCALE_INIT, **options},
     )
+
+
+def _convnext(variant: str, num_classes: int, drop_path_rate: float, **options) -> nn.Module:
+    model = _timm_backbone(variant, num_classes, drop_path_rate, "ls_init_value", **options)
     # timm's patch stem is Sequential(conv, norm): keep the norm, swap the conv.
     model.stem[0] = audio_patch_stem(model.stem[0].out_channels, bias=True)
     return model
@@ -88,13 +96,8 @@ def _convformer(model: MetaFormer) -> MetaFormer:
 
 
 def _fastvit(variant: str, num_classes: int, drop_path_rate: float, **options) -> nn.Module:
-    model = timm.create_model(
-        variant,
-        pretrained=False,
-        in_chans=1,
-        num_classes=num_classes,
-        drop_path_rate=drop_path_rate,
-        **{"layer_scale_init_value": LAYER_SCALE_INIT, **options},
+    model = _timm_backbone(
+        variant, num_classes, drop_path_rate, "layer_scale_init_value", **options
     )
     # The whole MobileOne stem gives way to a bare conv: no norm, no activation.
     model.stem = audio_patch_stem(model.feature_info[0]["num_chs"], bias=False)
