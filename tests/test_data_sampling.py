@@ -77,7 +77,9 @@ def _truth(dataset) -> tuple[list[str], list[tuple[int, ...]]]:
     return ids, labels
 
 
-def _source(dataset, *, balanced: bool, samples: int | None, seed: int = 7, epoch=0):
+def _source(
+    dataset, *, balanced: bool, samples: int | None, seed: int = 7, epoch=0, mix_rows: int = 1024
+):
     info = DatasetInfo.load(dataset)
     weights = class_weights(info.positives("train")) if balanced else None
     groups = scan_row_groups(info.shard_paths("train"), weights)
@@ -88,6 +90,7 @@ def _source(dataset, *, balanced: bool, samples: int | None, seed: int = 7, epoc
         epoch=epoch,
         samples=samples,
         class_weights=weights,
+        mix_rows=mix_rows,
     )
 
 
@@ -187,10 +190,13 @@ def test_full_pass_is_a_fresh_permutation_per_epoch(sorted_dataset):
 
 
 def test_draws_do_not_depend_on_how_tasks_split_the_plan(sorted_dataset):
-    source = _source(sorted_dataset, balanced=True, samples=300, epoch=3)
+    source = _source(sorted_dataset, balanced=True, samples=300, epoch=3, mix_rows=32)
     one, many = _run_tasks(source, 1), _run_tasks(source, 7)
-    assert one == many and len(one) == 300
+    assert Counter(one) == Counter(many) and len(one) == 300
+    assert _run_tasks(source, 7) == many  # the same split reads the same order
     assert len(source.get_read_tasks(7)) == 7
+    # Ray may ask for more tasks than mixing allows: each task still mixes mix_rows rows.
+    assert len(_source(sorted_dataset, balanced=True, samples=300).get_read_tasks(7)) == 1
     plan = plan_epoch(source._groups, seed=7, epoch=3, samples=300)
     assert plan.rows == 300 and plan.drawn
 
@@ -378,3 +384,28 @@ def test_oversampled_groups_are_cut_into_slices_spread_over_the_epoch(sorted_dat
     assert len(plan.groups) >= 5 * len(groups)
     back_to_back = (plan.groups[1:] == plan.groups[:-1]).mean()
     assert back_to_back < 3 / len(groups)
+
+
+def _groups_per_block(source) -> list[int]:
+    """How many row groups (16 consecutive clips each) the rows of each emitted block span."""
+    spans = []
+    for task in source.get_read_tasks(64):
+        for block in task():
+            clips = {int(c[len("clip") :]) for c in block.column("clip_id").to_pylist()}
+            spans.append(len({c // GROUP_ROWS for c in clips}))
+    return spans
+
+
+def test_read_tasks_mix_many_row_groups_into_each_block(sorted_dataset):
+    """A draw lands in its row group's slice of the plan; emitted group by group, a batch
+    would hold a few neighbouring clips, each drawn several times. A task emits its mix_rows
+    rows in one random order, in blocks of block_rows."""
+    samples = 512
+    unmixed = _groups_per_block(
+        _source(sorted_dataset, balanced=False, samples=samples, mix_rows=GROUP_ROWS)
+    )
+    mixed = _groups_per_block(_source(sorted_dataset, balanced=False, samples=samples))
+    # A task of about one group's slice: a block spans that group and a neighbour or two.
+    assert np.mean(unmixed) < 3, unmixed
+    # 32 rows drawn at random from the 16 groups: 14 groups on average (16 (1 - (15/16)^32)).
+    assert np.mean(mixed) > 12, mixed

@@ -49,6 +49,9 @@ class DataConfig:
     eval_split: str = "eval"
     clip_seconds: float | None = None  # None: the dataset manifest's clip length
     shuffle_buffer: int = 256  # Ray Data local shuffle buffer (rows) for training
+    # Rows each read task draws from many row groups and emits in one random order, before
+    # decoding (cheap: compressed audio); see data/planned_source.py.
+    mix_rows: int = 1024
     # CPU reserved by each Ray Data read/decode task; keep it below the CPUs the Train workers
     # leave free, or reading waits forever (small machines: a fraction).
     task_cpus: float = 1.0
@@ -59,6 +62,8 @@ class DataConfig:
     task: TaskName = "auto"
 
     def __post_init__(self) -> None:
+        if self.mix_rows < 1:
+            raise ConfigError(f"data.mix_rows must be >= 1, not {self.mix_rows}")
         if self.samples_per_epoch is not None and self.samples_per_epoch < 1:
             raise ConfigError(
                 f"data.samples_per_epoch must be >= 1 or null, not {self.samples_per_epoch}"

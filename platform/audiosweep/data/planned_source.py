@@ -4,6 +4,14 @@ Ray Data asks a datasource for its read tasks each time a dataset executes (ever
 the plan (group order and draws, :mod:`.sampling`) is made there, from (seed, epoch), and
 each read task reads its row groups and picks their rows. Nothing per row passes through the
 process that plans: only the row-group arrays (a few bytes per group).
+
+A read task reads about ``mix_rows`` planned rows from many row groups and emits them in one
+random order (still compressed, so mixing is cheap), in blocks of ``block_rows``. Row groups
+hold a few dozen neighbouring clips and every draw of a clip falls in its group's slice, so
+group-by-group output gives blocks of one or two groups, each clip repeated where it was
+drawn more than once, and only the workers' local shuffle buffer (decoded audio, costly)
+would mix them; a mixed block spans as many groups as random draws would
+(tests/test_data_sampling.py). ``data.mix_rows`` sets the window.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from ray.data.datasource import Datasource, ReadTask
 
 from .epoch_clock import EpochClock
 from .row_groups import RowGroups, row_weights
-from .sampling import EpochPlan, pick_rows, plan_epoch
+from .sampling import EpochPlan, pick_rows, plan_epoch, plan_rng
 
 if TYPE_CHECKING:
     from ray.data import DataContext
@@ -41,9 +49,22 @@ class _Units:
     epoch: int
     drawn: bool
     class_weights: np.ndarray | None
+    block_rows: int
 
 
 def _read_units(units: _Units) -> Iterator[pa.Table]:
+    tables = list(_read_groups(units))
+    if not tables:
+        return
+    table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    # Seeded by the task's first plan entry: the same task reads the same order on any node.
+    rng = plan_rng(units.seed, units.epoch, 2, int(units.group[0]), int(units.part[0]))
+    table = table.take(pa.array(rng.permutation(table.num_rows)))
+    for start in range(0, table.num_rows, units.block_rows):
+        yield table.slice(start, units.block_rows)
+
+
+def _read_groups(units: _Units) -> Iterator[pa.Table]:
     files: dict[int, pq.ParquetFile] = {}
     for f, index, group, draws, part in zip(
         units.file, units.index, units.group, units.draws, units.part, strict=True
@@ -72,7 +93,8 @@ class PlannedParquetDatasource(Datasource):
 
     ``epoch`` is a fixed epoch, or an :class:`EpochClock` read each time the dataset executes.
     ``class_weights`` (per class) makes the draws weighted by the rows' labels; ``samples``
-    None reads every row once per epoch.
+    None reads every row once per epoch. Each read task mixes about ``mix_rows`` rows and
+    emits blocks of ``block_rows``.
     """
 
     def __init__(
@@ -84,8 +106,14 @@ class PlannedParquetDatasource(Datasource):
         epoch: int | EpochClock,
         samples: int | None = None,
         class_weights: np.ndarray | None = None,
+        mix_rows: int = 1024,
+        block_rows: int = 32,
     ) -> None:
         super().__init__()
+        if mix_rows < 1 or block_rows < 1:
+            raise ValueError(f"mix_rows and block_rows must be >= 1, got {mix_rows}, {block_rows}")
+        self._mix_rows = int(mix_rows)
+        self._block_rows = int(block_rows)
         if class_weights is not None and "labels" not in columns:
             raise ValueError("weighted draws need the labels column")
         self._groups = groups
@@ -133,7 +161,10 @@ class PlannedParquetDatasource(Datasource):
         plan = self.plan(epoch)
         groups = self._groups
         tasks = []
-        for chunk in _split_by_rows(plan.draws, max(1, parallelism)):
+        # Fewer, larger tasks than Ray asks for when that is what mixing needs; a task's
+        # blocks are still batch-sized, so decoding spreads over the cores from the start.
+        mixing_tasks = -(-int(plan.draws.sum()) // self._mix_rows)
+        for chunk in _split_by_rows(plan.draws, max(1, min(parallelism, mixing_tasks))):
             ids = plan.groups[chunk]
             files, local = np.unique(groups.file[ids], return_inverse=True)
             units = _Units(
@@ -148,6 +179,7 @@ class PlannedParquetDatasource(Datasource):
                 epoch=epoch,
                 drawn=plan.drawn,
                 class_weights=self._class_weights,
+                block_rows=self._block_rows,
             )
             rows = int(units.draws.sum())
             metadata = BlockMetadata(

@@ -82,6 +82,7 @@ def read_split(
     epoch: int | EpochClock | None = None,
     sampling: str = "uniform",
     samples_per_epoch: int | None = None,
+    mix_rows: int = 1024,
 ) -> ray.data.Dataset:
     """Read ``<split>`` of a dataset as fixed-length float32 waveforms and multi-hot targets.
 
@@ -97,7 +98,7 @@ def read_split(
 
     ``epoch`` (an int, or an :class:`EpochClock` that training workers set before each pass)
     makes every execution read that epoch's plan (:mod:`.sampling`): row groups in an order
-    permuted per (``seed``, epoch), rows permuted inside each group, and with
+    permuted per (``seed``, epoch), each read task's ``mix_rows`` rows in one random order, and with
     ``sampling="balanced"`` or ``samples_per_epoch`` a fixed number of draws with replacement.
     Without ``epoch``, rows come in file order (or ``shuffle``'s global shuffle).
     """
@@ -112,7 +113,16 @@ def read_split(
     check_sampling(sampling, samples_per_epoch)
     if epoch is not None:
         ds = _read_planned(
-            info, split, columns, seed, epoch, sampling, samples_per_epoch, batch_size, task_cpus
+            info,
+            split,
+            columns,
+            seed,
+            epoch,
+            sampling,
+            samples_per_epoch,
+            batch_size,
+            task_cpus,
+            mix_rows,
         )
         return _decoded(
             ds, info, clip_seconds, waveform_transform, with_clip_id, batch_size, task_cpus
@@ -143,6 +153,7 @@ def _read_planned(
     samples_per_epoch: int | None,
     batch_size: int,
     task_cpus: float,
+    mix_rows: int,
 ) -> ray.data.Dataset:
     import ray.data
 
@@ -159,7 +170,14 @@ def _read_planned(
     if is_drawn(sampling, samples_per_epoch):
         samples = rows_per_epoch(info.rows(split), sampling, samples_per_epoch)
     source = PlannedParquetDatasource(
-        groups, columns=columns, seed=seed or 0, epoch=epoch, samples=samples, class_weights=weights
+        groups,
+        columns=columns,
+        seed=seed or 0,
+        epoch=epoch,
+        samples=samples,
+        class_weights=weights,
+        mix_rows=mix_rows,
+        block_rows=batch_size,
     )
     return ray.data.read_datasource(
         source,

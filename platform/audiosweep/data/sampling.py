@@ -77,7 +77,9 @@ class EpochPlan:
         return int(self.draws.sum())
 
 
-def _rng(seed: int, epoch: int, *stream: int) -> np.random.Generator:
+def plan_rng(seed: int, epoch: int, *stream: int) -> np.random.Generator:
+    """The generator of one stream of an epoch's plan (0: group draws, 1: rows in a group,
+    2: a read task's mixing order): the same numbers on every node and worker count."""
     if seed < 0 or epoch < 0:
         raise ValueError(f"seed and epoch must be >= 0, got seed={seed}, epoch={epoch}")
     return np.random.default_rng([seed, epoch, *stream])
@@ -92,7 +94,7 @@ def plan_epoch(
     the groups' weights (``groups.weight``), or by their row counts when ``weight`` is None
     (uniform over rows).
     """
-    rng = _rng(seed, epoch, 0)
+    rng = plan_rng(seed, epoch, 0)
     if samples is None:
         order = rng.permutation(len(groups))
         return EpochPlan(seed, epoch, order, groups.rows[order], drawn=False)
@@ -133,7 +135,7 @@ def pick_rows(
     """Row positions inside one row group, in read order: a permutation of all its rows, or
     ``draws`` draws with replacement proportional to ``weights`` (uniform when None); ``part``
     is the slice of the group's draws (each slice is seeded on its own)."""
-    rng = _rng(seed, epoch, 1, group, part) if part else _rng(seed, epoch, 1, group)
+    rng = plan_rng(seed, epoch, 1, group, part) if part else plan_rng(seed, epoch, 1, group)
     if not drawn:
         return rng.permutation(num_rows)
     if weights is None:

@@ -149,6 +149,7 @@ def build_trainer(
             epoch=epoch_clock,
             sampling=cfg.data.sampling,
             samples_per_epoch=cfg.data.samples_per_epoch,
+            mix_rows=cfg.data.mix_rows,
         ),
         # Every eval clip once, in a fixed order, through the same datasource as training:
         # Ray's own Parquet reader samples file footers with tasks that each need a whole
