@@ -78,7 +78,7 @@ def _truth(dataset) -> tuple[list[str], list[tuple[int, ...]]]:
 
 
 def _source(
-    dataset, *, balanced: bool, samples: int | None, seed: int = 7, epoch=0, mix_rows: int = 1024
+    dataset, *, balanced: bool, samples: int | None, seed: int = 7, epoch=0, mix_rows: int = 256
 ):
     info = DatasetInfo.load(dataset)
     weights = class_weights(info.positives("train")) if balanced else None
@@ -196,7 +196,7 @@ def test_draws_do_not_depend_on_how_tasks_split_the_plan(sorted_dataset):
     assert _run_tasks(source, 7) == many  # the same split reads the same order
     assert len(source.get_read_tasks(7)) == 7
     # Ray may ask for more tasks than mixing allows: each task still mixes mix_rows rows.
-    assert len(_source(sorted_dataset, balanced=True, samples=300).get_read_tasks(7)) == 1
+    assert len(_source(sorted_dataset, balanced=True, samples=300).get_read_tasks(7)) == 2
     plan = plan_epoch(source._groups, seed=7, epoch=3, samples=300)
     assert plan.rows == 300 and plan.drawn
 
@@ -407,5 +407,6 @@ def test_read_tasks_mix_many_row_groups_into_each_block(sorted_dataset):
     mixed = _groups_per_block(_source(sorted_dataset, balanced=False, samples=samples))
     # A task of about one group's slice: a block spans that group and a neighbour or two.
     assert np.mean(unmixed) < 3, unmixed
-    # 32 rows drawn at random from the 16 groups: 14 groups on average (16 (1 - (15/16)^32)).
-    assert np.mean(mixed) > 12, mixed
+    # 32 rows drawn at random from all 16 groups would span 14 on average (16 (1 - (15/16)^32));
+    # a task's 256 rows hold about half the epoch's slices.
+    assert np.mean(mixed) > 10, mixed

@@ -51,7 +51,7 @@ class DataConfig:
     shuffle_buffer: int = 256  # Ray Data local shuffle buffer (rows) for training
     # Rows each read task draws from many row groups and emits in one random order, before
     # decoding (cheap: compressed audio); see data/planned_source.py.
-    mix_rows: int = 1024
+    mix_rows: int = 256
     # CPU reserved by each Ray Data read/decode task; keep it below the CPUs the Train workers
     # leave free, or reading waits forever (small machines: a fraction).
     task_cpus: float = 1.0
