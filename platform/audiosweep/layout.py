@@ -4,7 +4,7 @@
       <trial name>/                          one `audiosweep train` run (TrialLayout)
         config.yaml  metrics.jsonl  per_class_ap.csv  final_checkpoint.txt
         model.safetensors  model_ema.safetensors  dcls_positions.safetensors  init_report.json
-        checkpoint_<time>/                   Ray Train's checkpoints (CheckpointLayout)
+        checkpoint_<time>/                   Ray Train's checkpoints
           state.pt  per_class_ap.csv  dcls_positions.safetensors  init_report.json
           model.safetensors  model_ema.safetensors            (after the last epoch)
       sweeps/<sweep id>/                     one sweep (SweepLayout)
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from audiosweep.storage import Folder, join, resolve_root
+from audiosweep.storage import Folder, join, name_of, resolve_root
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
@@ -81,8 +81,6 @@ class SweepLayout:
 
     @property
     def sweep_id(self) -> str:
-        from audiosweep.storage import name_of
-
         return name_of(self.dir)
 
     @property

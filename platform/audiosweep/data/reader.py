@@ -98,8 +98,9 @@ def read_split(
 
     ``epoch`` (an int, or an :class:`EpochClock` that training workers set before each pass)
     makes every execution read that epoch's plan (:mod:`.sampling`): row groups in an order
-    permuted per (``seed``, epoch), each read task's ``mix_rows`` rows in one random order, and with
-    ``sampling="balanced"`` or ``samples_per_epoch`` a fixed number of draws with replacement.
+    permuted per (``seed``, epoch), each read task's ``mix_rows`` rows in one random order,
+    and with ``sampling="balanced"`` or ``samples_per_epoch`` a fixed number of draws with
+    replacement.
     Without ``epoch``, rows come in file order (or ``shuffle``'s global shuffle).
     """
     import ray.data

@@ -29,7 +29,6 @@ from audiosweep.layout import CONFIG_FILE, PER_CLASS_AP_FILE
 
 # An evaluation's output folder; the config and per-class AP files are named as in a run folder.
 METRICS_FILE = "metrics.json"
-PER_CLASS_FILE = PER_CLASS_AP_FILE
 SCORES_FILE = "scores.npz"
 
 
@@ -232,7 +231,7 @@ def write_report(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        write_per_class(tmp / PER_CLASS_FILE, evaluation)
+        write_per_class(tmp / PER_CLASS_AP_FILE, evaluation)
         if save_scores:
             np.savez_compressed(
                 tmp / SCORES_FILE,

@@ -13,14 +13,11 @@ import torch
 from torch import nn
 
 from audiosweep.config import TrialConfig
-from audiosweep.layout import PER_CLASS_AP_FILE
 from audiosweep.train import checkpoint as ckpt
 from audiosweep.train.batches import iterate
 from audiosweep.train.gather import gather_rows, gather_strings
 from audiosweep.train.pipeline import TrainingPipeline
 from audiosweep.train.seeding import derive_seed
-
-__all__ = ["PER_CLASS_AP_FILE", "evaluate", "write_per_class_ap"]
 
 
 @torch.no_grad()

@@ -10,9 +10,9 @@ are then collateral (a collective whose peer left).
 Ray 2.60 also gives up at once when a new worker group fails to start for a reason of Ray's
 own that it does not wrap as a startup failure: a worker whose arguments fail to deserialise
 with a system error (seen on the simulated cluster after a node loss, the new worker's
-working directory gone), or a worker process lost while it initialises. A fresh worker group mends those, so they are
-retried too, up to `max_failures` times, while Ray's own startup timeouts (an autoscaler
-still bringing nodes up) keep their unlimited retries.
+working directory gone), or a worker process lost while it initialises. A fresh worker group
+mends those, so they are retried too, up to `max_failures` times, while the startup errors Ray
+retries itself (an autoscaler still bringing nodes up) keep their unlimited retries.
 
 The policy is chosen where `TorchTrainer.fit` builds it, so `TrialTrainer.fit` repeats that
 method's few lines with this policy (the internals are those of the pinned ray==2.60.0).
@@ -27,6 +27,7 @@ from ray.train.v2._internal.execution.failure_handling import (
     DefaultFailurePolicy,
     FailureDecision,
 )
+from ray.train.v2._internal.execution.failure_handling.default import RETRYABLE_CONTROLLER_ERRORS
 from ray.train.v2._internal.execution.scaling_policy import create_scaling_policy
 from ray.train.v2._internal.util import ObjectRefWrapper
 from ray.train.v2.api.exceptions import ControllerError, TrainingFailedError, WorkerGroupError
@@ -79,6 +80,8 @@ def is_system_startup_failure(error: TrainingFailedError) -> bool:
     no deterministic error among its causes) that Ray does not retry by itself."""
     if not isinstance(error, ControllerError):
         return False
+    if isinstance(error.controller_failure, RETRYABLE_CONTROLLER_ERRORS):
+        return False
     causes = list(_causes(error.controller_failure))
     if any(is_deterministic(c) for c in causes):
         return False
@@ -103,9 +106,7 @@ class DeterministicFailurePolicy(DefaultFailurePolicy):
         return super()._is_retryable_error(training_failed_error)
 
     def make_decision(self, training_failed_error: TrainingFailedError) -> FailureDecision:
-        if is_system_startup_failure(training_failed_error) and not super()._is_retryable_error(
-            training_failed_error
-        ):
+        if is_system_startup_failure(training_failed_error):
             self._system_startup_failures += 1
             limit = self.failure_config.max_failures
             if limit != -1 and self._system_startup_failures > limit:

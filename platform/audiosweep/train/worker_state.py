@@ -15,10 +15,10 @@ import torch
 from torch import nn
 
 from audiosweep.config import TrialConfig
-from audiosweep.layout import INIT_REPORT_FILE, POSITIONS_FILE
+from audiosweep.layout import INIT_REPORT_FILE, PER_CLASS_AP_FILE, POSITIONS_FILE
 from audiosweep.train import checkpoint as ckpt
 from audiosweep.train.ema import EMA_STATE_KEY, WeightEma, create_ema
-from audiosweep.train.evaluation import PER_CLASS_AP_FILE, write_per_class_ap
+from audiosweep.train.evaluation import write_per_class_ap
 from audiosweep.train.pipeline import TrainingPipeline, build_pipeline
 from audiosweep.train.seeding import derive_seed, seed_everything
 
