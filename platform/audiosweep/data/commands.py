@@ -44,60 +44,60 @@ def _ingest_options(p: argparse.ArgumentParser, *, cluster: bool = True) -> None
     )
 
 
-def _run_ingest(args: argparse.Namespace, run) -> int:
-    from .ingest import rejection_summary, resolve_labels
+def _ingest(args: argparse.Namespace, prepare, **source) -> int:
+    """`prepare audioset|hf|scenes`: ingest ``source`` into --out, then print what was rejected
+    and the dataset's summary."""
+    from .ingest import rejection_summary
     from .summary import format_summary, summarize
 
-    labels = resolve_labels(args.labels)
-    entries = run(labels)
+    entries = prepare(args.out, **source, **_ingest_kwargs(args))
     print(rejection_summary(entries))
     print(format_summary(summarize(args.out)))
     return 0
 
 
-def _ingest_kwargs(args: argparse.Namespace) -> dict:
-    """The options the `prepare` ingests share, as ingest keyword arguments."""
+def _output_kwargs(args: argparse.Namespace) -> dict:
+    """The `_common_output` options, as keyword arguments of every `prepare` source."""
     return dict(
         sample_rate=args.sample_rate,
         clip_seconds=args.clip_seconds,
         shard_mb=args.shard_mb,
-        audio_format=args.format,
         overwrite=args.overwrite,
-        workers=args.workers,
         progress=False if args.no_progress else None,
+    )
+
+
+def _ingest_kwargs(args: argparse.Namespace) -> dict:
+    """The options the `prepare` ingests share, as ingest keyword arguments."""
+    return dict(
+        **_output_kwargs(args),
+        audio_format=args.format,
+        workers=args.workers,
         # Options only the sources that ingest on a cluster have (`_ingest_options`).
         **{k: getattr(args, k) for k in ("address", "shard_clips") if hasattr(args, k)},
     )
 
 
 def _prepare_audioset(args: argparse.Namespace) -> int:
+    from .ingest import resolve_labels
     from .ingest_audioset import prepare_audioset
 
-    return _run_ingest(
+    return _ingest(
         args,
-        lambda labels: prepare_audioset(
-            args.out,
-            audio_dir=args.audio_dir,
-            segments=args.segments,
-            eval_segments=args.eval_segments,
-            labels=labels,
-            **_ingest_kwargs(args),
-        ),
+        prepare_audioset,
+        labels=resolve_labels(args.labels),
+        audio_dir=args.audio_dir,
+        segments=args.segments,
+        eval_segments=args.eval_segments,
     )
 
 
 def _prepare_hf(args: argparse.Namespace) -> int:
+    from .ingest import resolve_labels
     from .ingest_hf import prepare_hf
 
-    return _run_ingest(
-        args,
-        lambda labels: prepare_hf(
-            args.out,
-            parquet=args.parquet,
-            split=args.split,
-            labels=labels,
-            **_ingest_kwargs(args),
-        ),
+    return _ingest(
+        args, prepare_hf, labels=resolve_labels(args.labels), parquet=args.parquet, split=args.split
     )
 
 
@@ -122,31 +122,20 @@ def _generate(args: argparse.Namespace, make) -> int:
         args.out,
         train_clips=args.train_clips,
         eval_clips=args.eval_clips,
-        clip_seconds=args.clip_seconds,
-        sample_rate=args.sample_rate,
         seed=args.seed,
-        shard_mb=args.shard_mb,
-        overwrite=args.overwrite,
-        progress=False if args.no_progress else None,
+        **_output_kwargs(args),
     )
     print_summary(args.out)
     return 0
 
 
 def _prepare_scenes(args: argparse.Namespace) -> int:
-    from .ingest import rejection_summary
     from .ingest_scenes import prepare_scenes
-    from .summary import format_summary, summarize
 
     splits = {"train": args.train}
     if args.eval:
         splits["eval"] = args.eval
-    entries = prepare_scenes(
-        args.out, splits=splits, audio_root=args.audio_root, **_ingest_kwargs(args)
-    )
-    print(rejection_summary(entries))
-    print(format_summary(summarize(args.out)))
-    return 0
+    return _ingest(args, prepare_scenes, splits=splits, audio_root=args.audio_root)
 
 
 def _prepare_scene_demo(args: argparse.Namespace) -> int:

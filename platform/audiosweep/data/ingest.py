@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import pyarrow.parquet as pq
 from tqdm import tqdm
@@ -23,6 +23,25 @@ from .schema import DEFAULT_CLIP_SECONDS, DEFAULT_SAMPLE_RATE, DatasetError, Lab
 from .writer import DatasetWriter, Rejection, Row
 
 SHOWN_REJECTIONS = 10
+
+
+class IngestOptions(TypedDict, total=False):
+    """How every source is ingested: `ingest`'s keyword arguments, with its defaults."""
+
+    sample_rate: int
+    clip_seconds: float
+    shard_mb: float
+    audio_format: str
+    overwrite: bool
+    workers: int
+    progress: bool | None
+
+
+class ClusterIngestOptions(IngestOptions, total=False):
+    """`IngestOptions` and those of sources that can be ingested on a Ray cluster."""
+
+    address: str | None
+    shard_clips: int | None
 
 
 @dataclass

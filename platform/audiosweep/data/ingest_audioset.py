@@ -12,11 +12,14 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .ingest import SplitInput, ingest
+from .ingest import ClusterIngestOptions, SplitInput, ingest
 from .rows import ClipSource
-from .schema import DEFAULT_CLIP_SECONDS, DEFAULT_SAMPLE_RATE, DatasetError, LabelIndex
+from .schema import DatasetError, LabelIndex
+
+if TYPE_CHECKING:  # typing has Unpack from Python 3.11; 3.10 is still supported
+    from typing_extensions import Unpack
 
 # When several files share a stem, the first extension in this order wins.
 PREFERRED_EXTENSIONS = (".flac", ".wav", ".ogg", ".opus", ".mp3", ".aiff", ".aif")
@@ -123,17 +126,10 @@ def prepare_audioset(
     segments: str | os.PathLike,
     eval_segments: str | os.PathLike | None = None,
     labels: LabelIndex,
-    sample_rate: int = DEFAULT_SAMPLE_RATE,
-    clip_seconds: float = DEFAULT_CLIP_SECONDS,
-    shard_mb: float = 256,
-    audio_format: str = "flac",
-    overwrite: bool = False,
-    workers: int = 1,
-    progress: bool | None = None,
-    address: str | None = None,
-    shard_clips: int | None = None,
+    **options: Unpack[ClusterIngestOptions],
 ) -> dict[str, dict[str, Any]]:
-    """Ingest ``segments`` as split ``train`` and ``eval_segments`` as split ``eval``."""
+    """Ingest ``segments`` as split ``train`` and ``eval_segments`` as split ``eval``;
+    ``options`` as `ingest` takes them."""
     csvs = {"train": segments}
     if eval_segments is not None:
         csvs["eval"] = eval_segments
@@ -149,14 +145,6 @@ def prepare_audioset(
         out_dir,
         splits,
         labels=labels,
-        sample_rate=sample_rate,
-        clip_seconds=clip_seconds,
-        shard_mb=shard_mb,
-        audio_format=audio_format,
-        overwrite=overwrite,
-        workers=workers,
         source={"kind": "audioset", "segments": {k: Path(v).name for k, v in csvs.items()}},
-        progress=progress,
-        address=address,
-        shard_clips=shard_clips,
+        **options,
     )

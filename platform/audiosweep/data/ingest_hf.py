@@ -11,14 +11,17 @@ import glob
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow.parquet as pq
 
-from .ingest import SplitInput, ingest
+from .ingest import ClusterIngestOptions, SplitInput, ingest
 from .rows import ClipSource
-from .schema import DEFAULT_CLIP_SECONDS, DEFAULT_SAMPLE_RATE, DatasetError, LabelIndex
+from .schema import DatasetError, LabelIndex
 from .writer import Rejection
+
+if TYPE_CHECKING:  # typing has Unpack from Python 3.11; 3.10 is still supported
+    from typing_extensions import Unpack
 
 REQUIRED_COLUMNS = ("video_id", "audio", "labels")
 READ_BATCH_ROWS = 64
@@ -106,30 +109,15 @@ def prepare_hf(
     parquet: str | list[str],
     split: str,
     labels: LabelIndex,
-    sample_rate: int = DEFAULT_SAMPLE_RATE,
-    clip_seconds: float = DEFAULT_CLIP_SECONDS,
-    shard_mb: float = 256,
-    audio_format: str = "flac",
-    overwrite: bool = False,
-    workers: int = 1,
-    progress: bool | None = None,
-    address: str | None = None,
-    shard_clips: int | None = None,
+    **options: Unpack[ClusterIngestOptions],
 ) -> dict[str, dict[str, Any]]:
-    """Ingest the Parquet files matching ``parquet`` as split ``split``."""
+    """Ingest the Parquet files matching ``parquet`` as split ``split``; ``options`` as
+    `ingest` takes them."""
     files = expand_parquet(parquet)
     return ingest(
         out_dir,
         {split: SplitInput(hf_sources(files), total=_count_rows(files))},
         labels=labels,
-        sample_rate=sample_rate,
-        clip_seconds=clip_seconds,
-        shard_mb=shard_mb,
-        audio_format=audio_format,
-        overwrite=overwrite,
-        workers=workers,
         source={"kind": "hf", "files": {split: [f.name for f in files]}},
-        progress=progress,
-        address=address,
-        shard_clips=shard_clips,
+        **options,
     )

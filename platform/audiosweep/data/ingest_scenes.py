@@ -17,12 +17,15 @@ import csv
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .ingest import SplitInput, ingest
+from .ingest import IngestOptions, SplitInput, ingest
 from .ingest_audioset import PREFERRED_EXTENSIONS
 from .rows import ClipSource
-from .schema import DEFAULT_CLIP_SECONDS, DEFAULT_SAMPLE_RATE, DatasetError, LabelIndex
+from .schema import DatasetError, LabelIndex
+
+if TYPE_CHECKING:  # typing has Unpack from Python 3.11; 3.10 is still supported
+    from typing_extensions import Unpack
 
 AUDIO_EXTENSIONS = frozenset(PREFERRED_EXTENSIONS)
 REQUIRED_COLUMNS = ("filename", "scene_label")
@@ -93,15 +96,10 @@ def prepare_scenes(
     *,
     splits: dict[str, str | os.PathLike],
     audio_root: str | os.PathLike | None = None,
-    sample_rate: int = DEFAULT_SAMPLE_RATE,
-    clip_seconds: float = DEFAULT_CLIP_SECONDS,
-    shard_mb: float = 256,
-    audio_format: str = "flac",
-    overwrite: bool = False,
-    workers: int = 1,
-    progress: bool | None = None,
+    **options: Unpack[IngestOptions],
 ) -> dict[str, dict[str, Any]]:
-    """Ingest each split (name → folder or CSV) into a single-label dataset at ``out_dir``."""
+    """Ingest each split (name → folder or CSV) into a single-label dataset at ``out_dir``;
+    ``options`` as `ingest` takes them."""
     if not splits:
         raise DatasetError("no split to prepare")
     read = {name: read_scene_source(src, audio_root) for name, src in splits.items()}
@@ -117,13 +115,7 @@ def prepare_scenes(
         out_dir,
         inputs,
         labels=labels,
-        sample_rate=sample_rate,
-        clip_seconds=clip_seconds,
-        shard_mb=shard_mb,
-        audio_format=audio_format,
-        overwrite=overwrite,
-        workers=workers,
         source={"kind": "scenes", "splits": {k: str(v) for k, v in splits.items()}},
-        progress=progress,
         task="singlelabel",
+        **options,
     )
