@@ -40,16 +40,13 @@ background, mixing and random draws and are read against the table above.
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-from .rows import row_from_wave
+from .generated import write_generated
 from .schema import DEFAULT_CLIP_SECONDS, DEFAULT_SAMPLE_RATE, LabelIndex
-from .writer import DatasetWriter
 
 CLASSES: tuple[tuple[str, str], ...] = (
     ("/demo/tone_bright", "Bright harmonic tone"),
@@ -362,30 +359,24 @@ def prepare_demo(
     progress: bool | None = None,
 ) -> Path:
     """Generate the demo dataset (splits ``train`` and ``eval``) into ``out_dir``."""
+
+    def make_clip(split: str, index: int) -> tuple[str, np.ndarray, tuple[int, ...]]:
+        clip = generate_clip(
+            split, index, seed=seed, sample_rate=sample_rate, clip_seconds=clip_seconds
+        )
+        return clip.clip_id, clip.wave, clip.labels
+
     counts = {"train": int(train_clips), "eval": int(eval_clips)}
-    with DatasetWriter(
+    return write_generated(
         out_dir,
+        make_clip,
+        counts=counts,
         labels=LABELS,
-        splits=list(counts),
+        source={"kind": "demo", "seed": seed, "clips": counts},
         sample_rate=sample_rate,
         clip_seconds=clip_seconds,
         shard_mb=shard_mb,
         overwrite=overwrite,
-        source={"kind": "demo", "seed": seed, "clips": counts},
-    ) as writer:
-        for split, count in counts.items():
-            out = writer.split(split)
-            bar = tqdm(
-                range(count),
-                desc=f"demo {split}",
-                unit="clip",
-                disable=None if progress is None else not progress,
-                file=sys.stderr,
-            )
-            for index in bar:
-                clip = generate_clip(
-                    split, index, seed=seed, sample_rate=sample_rate, clip_seconds=clip_seconds
-                )
-                out.add(row_from_wave(clip.clip_id, clip.wave, sample_rate, clip.labels, "flac"))
-            writer.close_split(split)
-    return Path(out_dir)
+        progress=progress,
+        name="demo",
+    )

@@ -14,17 +14,14 @@ Clip ``i`` of a split is scene ``i % 10`` (classes balanced in every split) gene
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from .demo import SNR_DB, SPLIT_CODES, _background, _events, _place
-from .rows import row_from_wave
+from .generated import write_generated
 from .schema import LabelIndex
-from .writer import DatasetWriter
 
 # Event classes of `data.demo`, by index: 0 bright tone, 1 hollow tone, 2 soft tone, 3 rumble,
 # 4 hiss, 5 rising chirp, 6 falling chirp, 7 knock, 8 regular beeps, 9 irregular beeps.
@@ -115,31 +112,25 @@ def prepare_scene_demo(
     progress: bool | None = None,
 ) -> Path:
     """Generate the scene demo dataset (splits ``train`` and ``eval``, single-label)."""
+
+    def make_clip(split: str, index: int) -> tuple[str, np.ndarray, tuple[int, ...]]:
+        clip = generate_scene_clip(
+            split, index, seed=seed, sample_rate=sample_rate, clip_seconds=clip_seconds
+        )
+        return clip.clip_id, clip.wave, (clip.label,)
+
     counts = {"train": int(train_clips), "eval": int(eval_clips)}
-    with DatasetWriter(
+    return write_generated(
         out_dir,
+        make_clip,
+        counts=counts,
         labels=LABELS,
-        splits=list(counts),
+        source={"kind": "scene-demo", "seed": seed, "clips": counts},
         sample_rate=sample_rate,
         clip_seconds=clip_seconds,
         shard_mb=shard_mb,
         overwrite=overwrite,
-        source={"kind": "scene-demo", "seed": seed, "clips": counts},
+        progress=progress,
+        name="scene demo",
         task="singlelabel",
-    ) as writer:
-        for split, count in counts.items():
-            out = writer.split(split)
-            bar = tqdm(
-                range(count),
-                desc=f"scene demo {split}",
-                unit="clip",
-                disable=None if progress is None else not progress,
-                file=sys.stderr,
-            )
-            for index in bar:
-                clip = generate_scene_clip(
-                    split, index, seed=seed, sample_rate=sample_rate, clip_seconds=clip_seconds
-                )
-                out.add(row_from_wave(clip.clip_id, clip.wave, sample_rate, (clip.label,), "flac"))
-            writer.close_split(split)
-    return Path(out_dir)
+    )

@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from .demo import LABELS
-from .rows import row_from_wave
+from .generated import write_generated
 from .schema import MANIFEST_NAME, DatasetInfo
-from .writer import DatasetWriter
 
 
 def synthetic_clip(i: int, seed: int, frames: int, sample_rate: int) -> np.ndarray:
@@ -47,20 +46,21 @@ def write_synthetic(
         if info.rows("train") == clips and info.sample_rate == sample_rate:
             return out
     frames = int(round(clip_seconds * sample_rate))
-    with DatasetWriter(
+
+    def make_clip(split: str, i: int) -> tuple[str, np.ndarray, tuple[int, ...]]:
+        rng = np.random.default_rng([seed, i, 1])
+        labels = tuple(rng.choice(len(LABELS), size=rng.integers(1, 4), replace=False))
+        return f"syn{i:07d}", synthetic_clip(i, seed, frames, sample_rate), labels
+
+    return write_generated(
         out,
+        make_clip,
+        counts={"train": clips},
         labels=LABELS,
-        splits=["train"],
+        source={"kind": "synthetic", "seed": seed},
         sample_rate=sample_rate,
         clip_seconds=clip_seconds,
         shard_mb=shard_mb,
         overwrite=True,
-        source={"kind": "synthetic", "seed": seed},
-    ) as writer:
-        split = writer.split("train")
-        for i in range(clips):
-            rng = np.random.default_rng([seed, i, 1])
-            labels = tuple(rng.choice(len(LABELS), size=rng.integers(1, 4), replace=False))
-            wave = synthetic_clip(i, seed, frames, sample_rate)
-            split.add(row_from_wave(f"syn{i:07d}", wave, sample_rate, labels, "flac"))
-    return out
+        progress=False,
+    )
