@@ -9,13 +9,12 @@ beside the code that prints ours next to them."""
 
 from __future__ import annotations
 
-import csv
 import math
 import statistics
 from pathlib import Path
 from typing import Any
 
-from audiosweep.sweep import tracking
+from audiosweep.sweep import tables, tracking
 
 # Table 1 of Khalfaoui-Hassani, Masquelier & Pellegrini, "Audio classification with Dilated
 # Convolution with Learnable Spacings" (NeurIPS 2023 ML4Audio workshop, arXiv 2309.13972):
@@ -124,13 +123,6 @@ def fetch_trials(mlflow, family: str, sweep_id: str) -> list[dict[str, Any]]:
     )
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    if not values:
-        return math.nan, math.nan
-    mean = statistics.fmean(values)
-    return mean, statistics.stdev(values) if len(values) > 1 else math.nan
-
-
 def build_report(mlflow, family: str, sweep_id: str) -> dict[str, Any]:
     trials = fetch_trials(mlflow, family, sweep_id)
     if any(t["task"] == "singlelabel" for t in trials):
@@ -145,7 +137,7 @@ def build_report(mlflow, family: str, sweep_id: str) -> dict[str, Any]:
     rows = []
     for (arch, conv, ks, kc), members in groups.items():
         maps = [m["final_map"] for m in members]
-        mean, std = _mean_std(maps)
+        mean, std = tables.mean_std(maps)
         thr = [m["infer_samples_per_s"] for m in members if m["infer_samples_per_s"]]
         rows.append(
             {
@@ -208,12 +200,6 @@ def dcls_vs_dsc(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _fmt(value: Any, spec: str) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return format(value, spec)
-
-
 def markdown(rep: dict[str, Any]) -> str:
     if rep.get("task") == "singlelabel":
         from audiosweep.sweep import report_scenes
@@ -222,46 +208,92 @@ def markdown(rep: dict[str, Any]) -> str:
     lines = [
         f"## {rep['family']} — {rep['sweep_id']}",
         "",
-        "| model | ker. size / count | method | # param. | mAP (mean ± std) | × chance | seeds | inference (samples/s) |",
-        "|---|---|---|---|---|---|---|---|",
+        *tables.markdown(
+            (
+                "model",
+                "ker. size / count",
+                "method",
+                "# param.",
+                "mAP (mean ± std)",
+                "× chance",
+                "seeds",
+                "inference (samples/s)",
+            ),
+            (
+                (
+                    tables.model_name(r),
+                    r["kernel"],
+                    r["method"],
+                    tables.cell(r["params"], ",.0f"),
+                    tables.plus_minus(r, "map", 100, ".2f"),
+                    tables.cell(r.get("x_chance"), ".2f"),
+                    r["seeds"],
+                    tables.cell(r["infer_samples_per_s"], ".1f"),
+                )
+                for r in rep["rows"]
+            ),
+        ),
     ]
-    for r in rep["rows"]:
-        name = r["arch"] if r["arch"] == r["model_arch"] else f"{r['arch']} ({r['model_arch']})"
-        lines.append(
-            f"| {name} | {r['kernel']} | {r['method']} | {_fmt(r['params'], ',.0f')} | "
-            f"{_fmt(100 * r['map_mean'], '.2f')} ± {_fmt(100 * r['map_std'], '.2f')} | "
-            f"{_fmt(r.get('x_chance'), '.2f')} | {r['seeds']} | "
-            f"{_fmt(r['infer_samples_per_s'], '.1f')} |"
-        )
     chance = rep.get("chance_map", math.nan)
     lines += [
         "",
-        f"Chance level: {_fmt(100 * chance, '.2f')} mAP points (the eval split's mean class "
+        f"Chance level: {tables.cell(100 * chance, '.2f')} mAP points (the eval split's mean class "
         "prevalence, what random scores reach).",
     ]
     if rep["diffs"]:
         lines += [
             "",
-            "| model | method | ΔmAP vs DSC (points) | Welch p | seeds | throughput vs DSC |",
-            "|---|---|---|---|---|---|",
+            *tables.markdown(
+                (
+                    "model",
+                    "method",
+                    "ΔmAP vs DSC (points)",
+                    "Welch p",
+                    "seeds",
+                    "throughput vs DSC",
+                ),
+                (
+                    (
+                        d["arch"],
+                        d["method"],
+                        tables.cell(100 * d["diff"], "+.2f"),
+                        tables.cell(d["p_value"], ".3g"),
+                        d["seeds"],
+                        f"{tables.cell(d['throughput_ratio'], '.2f')}×",
+                    )
+                    for d in rep["diffs"]
+                ),
+            ),
         ]
-        for d in rep["diffs"]:
-            lines.append(
-                f"| {d['arch']} | {d['method']} | {_fmt(100 * d['diff'], '+.2f')} | {_fmt(d['p_value'], '.3g')} | "
-                f"{d['seeds']} | {_fmt(d['throughput_ratio'], '.2f')}× |"
-            )
     lines += [
         "",
         "Published (Table 1 of arXiv 2309.13972, AudioSet, V100 throughput):",
         "",
-        "| model | ker. size / count | method | # param. | mAP | throughput |",
-        "|---|---|---|---|---|---|",
+        *tables.markdown(
+            ("model", "ker. size / count", "method", "# param.", "mAP", "throughput"),
+            (
+                (p["arch"], p["kernel"], METHOD[p["conv"]], p["params"], p["map"], p["throughput"])
+                for p in rep["paper"]
+            ),
+        ),
     ]
-    for p in rep["paper"]:
-        lines.append(
-            f"| {p['arch']} | {p['kernel']} | {METHOD[p['conv']]} | {p['params']} | {p['map']} | {p['throughput']} |"
-        )
     return "\n".join(lines) + "\n"
+
+
+CSV_FIELDS = [
+    "arch",
+    "model_arch",
+    "conv",
+    "method",
+    "kernel_size",
+    "kernel_count",
+    "params",
+    "map_mean",
+    "map_std",
+    "x_chance",
+    "seeds",
+    "infer_samples_per_s",
+]
 
 
 def write_csv(rep: dict[str, Any], path: Path) -> Path:
@@ -269,25 +301,7 @@ def write_csv(rep: dict[str, Any], path: Path) -> Path:
         from audiosweep.sweep import report_scenes
 
         return report_scenes.write_csv(rep, path)
-    fields = [
-        "arch",
-        "model_arch",
-        "conv",
-        "method",
-        "kernel_size",
-        "kernel_count",
-        "params",
-        "map_mean",
-        "map_std",
-        "x_chance",
-        "seeds",
-        "infer_samples_per_s",
-    ]
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rep["rows"])
-    return path
+    return tables.write_csv(rep["rows"], CSV_FIELDS, path)
 
 
 def publish_to(mlflow, parent_run_id: str, rep: dict[str, Any], location: str) -> list[str]:

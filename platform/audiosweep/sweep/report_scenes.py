@@ -8,11 +8,12 @@ report's published rows beside them.
 
 from __future__ import annotations
 
-import csv
 import math
 import statistics
 from pathlib import Path
 from typing import Any
+
+from audiosweep.sweep import tables
 
 # Table 2 and section 4 of Puy, Jain & Bursuc, "Separable convolutions and test-time
 # augmentations for low-complexity and calibrated acoustic scene classification" (DCASE 2021
@@ -35,13 +36,6 @@ SERIES = (
     ("log_loss_tta", "final_log_loss_tta"),
     ("accuracy_tta", "final_accuracy_tta"),
 )
-
-
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    if not values:
-        return math.nan, math.nan
-    mean = statistics.fmean(values)
-    return mean, statistics.stdev(values) if len(values) > 1 else math.nan
 
 
 def build_rows(finished: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -67,7 +61,7 @@ def build_rows(finished: list[dict[str, Any]]) -> list[dict[str, Any]]:
         }
         for name, metric in SERIES:
             values = [m[metric] for m in members if m.get(metric) is not None]
-            row[f"{name}_mean"], row[f"{name}_std"] = _mean_std(values)
+            row[f"{name}_mean"], row[f"{name}_std"] = tables.mean_std(values)
             row[f"{name}_values"] = values
         rows.append(row)
     return rows
@@ -133,16 +127,6 @@ def build(trials: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _fmt(value: Any, spec: str) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return format(value, spec)
-
-
-def _pm(row: dict[str, Any], name: str, scale: float, spec: str) -> str:
-    return f"{_fmt(scale * row[f'{name}_mean'], spec)} ± {_fmt(scale * row[f'{name}_std'], spec)}"
-
-
 def markdown(rep: dict[str, Any]) -> str:
     lines = [
         f"## {rep['family']} — {rep['sweep_id']}",
@@ -150,52 +134,93 @@ def markdown(rep: dict[str, Any]) -> str:
         "Log loss (lower is better) and accuracy (%) on the eval split, mean ± std over seeds; "
         "TTA: the mean softmax of the SpecAugment draws.",
         "",
-        "| model | system | method | # param. | log loss | accuracy | log loss, TTA | "
-        "accuracy, TTA | seeds | inference (samples/s) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rep["rows"]:
-        name = r["arch"] if r["arch"] == r["model_arch"] else f"{r['arch']} ({r['model_arch']})"
-        lines.append(
-            f"| {name} | {r['label'] or '–'} | {r['method']} | {_fmt(r['params'], ',.0f')} | "
-            f"{_pm(r, 'log_loss', 1, '.3f')} | {_pm(r, 'accuracy', 100, '.1f')} | "
-            f"{_pm(r, 'log_loss_tta', 1, '.3f')} | {_pm(r, 'accuracy_tta', 100, '.1f')} | "
-            f"{r['seeds']} | {_fmt(r['infer_samples_per_s'], '.1f')} |"
-        )
-    lines += [
+        *tables.markdown(
+            (
+                "model",
+                "system",
+                "method",
+                "# param.",
+                "log loss",
+                "accuracy",
+                "log loss, TTA",
+                "accuracy, TTA",
+                "seeds",
+                "inference (samples/s)",
+            ),
+            (
+                (
+                    tables.model_name(r),
+                    r["label"] or "–",
+                    r["method"],
+                    tables.cell(r["params"], ",.0f"),
+                    tables.plus_minus(r, "log_loss", 1, ".3f"),
+                    tables.plus_minus(r, "accuracy", 100, ".1f"),
+                    tables.plus_minus(r, "log_loss_tta", 1, ".3f"),
+                    tables.plus_minus(r, "accuracy_tta", 100, ".1f"),
+                    r["seeds"],
+                    tables.cell(r["infer_samples_per_s"], ".1f"),
+                )
+                for r in rep["rows"]
+            ),
+        ),
         "",
-        f"Chance level: accuracy {_fmt(100 * rep['chance_accuracy'], '.1f')} % and log loss "
-        f"{_fmt(rep['chance_log_loss'], '.3f')} (a model that knows only the eval split's class "
-        "frequencies).",
+        f"Chance level: accuracy {tables.cell(100 * rep['chance_accuracy'], '.1f')} % and log "
+        f"loss {tables.cell(rep['chance_log_loss'], '.3f')} (a model that knows only the eval "
+        "split's class frequencies).",
     ]
     if rep["diffs"]:
         lines += [
             "",
-            "| model | system | method | TTA | Δ accuracy (points) | Welch p | Δ log loss | "
-            "Welch p | seeds | throughput vs DSC |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            *tables.markdown(
+                (
+                    "model",
+                    "system",
+                    "method",
+                    "TTA",
+                    "Δ accuracy (points)",
+                    "Welch p",
+                    "Δ log loss",
+                    "Welch p",
+                    "seeds",
+                    "throughput vs DSC",
+                ),
+                (
+                    (
+                        d["arch"],
+                        d["label"] or "–",
+                        d["method"],
+                        "yes" if d["tta"] else "no",
+                        tables.cell(100 * d["accuracy_diff"], "+.2f"),
+                        tables.cell(d["accuracy_p"], ".3g"),
+                        tables.cell(d["log_loss_diff"], "+.3f"),
+                        tables.cell(d["log_loss_p"], ".3g"),
+                        d["seeds"],
+                        f"{tables.cell(d['throughput_ratio'], '.2f')}×",
+                    )
+                    for d in rep["diffs"]
+                ),
+            ),
         ]
-        for d in rep["diffs"]:
-            lines.append(
-                f"| {d['arch']} | {d['label'] or '–'} | {d['method']} | "
-                f"{'yes' if d['tta'] else 'no'} | {_fmt(100 * d['accuracy_diff'], '+.2f')} | "
-                f"{_fmt(d['accuracy_p'], '.3g')} | {_fmt(d['log_loss_diff'], '+.3f')} | "
-                f"{_fmt(d['log_loss_p'], '.3g')} | {d['seeds']} | "
-                f"{_fmt(d['throughput_ratio'], '.2f')}× |"
-            )
     lines += [
         "",
         "Published (Table 2 and section 4 of the SP4ASC report, TAU Urban Acoustic Scenes 2020 "
         "Mobile validation split, one run each):",
         "",
-        "| system | label | log loss | accuracy | log loss, TTA | accuracy, TTA |",
-        "|---|---|---|---|---|---|",
+        *tables.markdown(
+            ("system", "label", "log loss", "accuracy", "log loss, TTA", "accuracy, TTA"),
+            (
+                (
+                    p["system"],
+                    p["label"],
+                    f"{p['log_loss']:.2f}",
+                    f"{p['accuracy']:.1f}",
+                    f"{p['log_loss_tta']:.2f}",
+                    f"{p['accuracy_tta']:.1f}",
+                )
+                for p in rep["paper"]
+            ),
+        ),
     ]
-    for p in rep["paper"]:
-        lines.append(
-            f"| {p['system']} | {p['label']} | {p['log_loss']:.2f} | {p['accuracy']:.1f} | "
-            f"{p['log_loss_tta']:.2f} | {p['accuracy_tta']:.1f} |"
-        )
     return "\n".join(lines) + "\n"
 
 
@@ -215,8 +240,4 @@ CSV_FIELDS = [
 
 
 def write_csv(rep: dict[str, Any], path: Path) -> Path:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rep["rows"])
-    return path
+    return tables.write_csv(rep["rows"], CSV_FIELDS, path)
