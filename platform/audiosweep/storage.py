@@ -120,24 +120,21 @@ class Folder:
 
     def subfolders(self) -> list[str]:
         """Names of the folders inside, sorted; none if the folder does not exist."""
-        if not self.remote:
-            root = Path(self.location)
-            return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-        import pyarrow.fs
-
-        return sorted(
-            name_of(i.path) for i in self._entries() if i.type == pyarrow.fs.FileType.Directory
-        )
+        return self._names(folders=True)
 
     def files(self) -> list[str]:
+        """Names of the files inside, sorted; none if the folder does not exist."""
+        return self._names(folders=False)
+
+    def _names(self, *, folders: bool) -> list[str]:
         if not self.remote:
             root = Path(self.location)
-            return sorted(p.name for p in root.iterdir() if p.is_file()) if root.is_dir() else []
+            keep = Path.is_dir if folders else Path.is_file
+            return sorted(p.name for p in root.iterdir() if keep(p)) if root.is_dir() else []
         import pyarrow.fs
 
-        return sorted(
-            name_of(i.path) for i in self._entries() if i.type == pyarrow.fs.FileType.File
-        )
+        kind = pyarrow.fs.FileType.Directory if folders else pyarrow.fs.FileType.File
+        return sorted(name_of(i.path) for i in self._entries() if i.type == kind)
 
     def read_bytes(self, name: str) -> bytes:
         if not self.remote:
