@@ -142,6 +142,22 @@ def test_ray_reader_shapes_targets_and_torch_batches(ray_client, mixed_dataset, 
     assert sorted(first) == table.column("clip_id").to_pylist() != first
 
 
+def test_planned_read_decodes_in_the_read_task_and_streams_batch_sized_blocks(
+    ray_client, demo_dataset
+):
+    ray_client.data.DataContext.get_current().enable_progress_bars = False
+    ds = read_split(demo_dataset, "train", batch_size=4, epoch=0, seed=3, mix_rows=32)
+    rows = [b["waveform"].shape[0] for b in ds.iter_batches(batch_size=None)]
+    stats = ds.stats()
+    # One fused task reads and decodes: compressed audio never goes through the object store.
+    assert "ReadPlannedParquet->MapBatches(_decode_batch)" in stats
+    assert "ReadPlannedParquet:" not in stats
+    # The 20 rows of one read task handed over in blocks of about one batch (4 rows), not in
+    # one block at the task's end.
+    assert sum(rows) == 20
+    assert len(rows) >= 5 and max(rows) <= 8
+
+
 @pytest.mark.integration
 @pytest.mark.timeout(600)
 def test_train_workers_with_fractional_cpus_read_their_shards(ray_client, demo_dataset, tmp_path):

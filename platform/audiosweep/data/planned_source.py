@@ -133,6 +133,12 @@ class PlannedParquetDatasource(Datasource):
     def estimate_inmemory_data_size(self) -> int:
         return int(self.rows_per_epoch * self._groups.bytes_per_row)
 
+    @property
+    def read_tasks(self) -> int:
+        """Read tasks per epoch: one per ``mix_rows`` planned rows (fewer when the plan has
+        fewer row groups or slices than that)."""
+        return max(1, -(-self.rows_per_epoch // self._mix_rows))
+
     def resolve_epoch(self, data_context: DataContext | None) -> int:
         if isinstance(self._epoch, int):
             return self._epoch
@@ -161,10 +167,9 @@ class PlannedParquetDatasource(Datasource):
         plan = self.plan(epoch)
         groups = self._groups
         tasks = []
-        # Fewer, larger tasks than Ray asks for when that is what mixing needs; a task's
-        # blocks are still batch-sized, so decoding spreads over the cores from the start.
-        mixing_tasks = -(-int(plan.draws.sum()) // self._mix_rows)
-        for chunk in _split_by_rows(plan.draws, max(1, min(parallelism, mixing_tasks))):
+        # Fewer, larger tasks than Ray asks for when that is what mixing needs (see
+        # `read_tasks`); a task's blocks are batch-sized.
+        for chunk in _split_by_rows(plan.draws, max(1, min(parallelism, self.read_tasks))):
             ids = plan.groups[chunk]
             files, local = np.unique(groups.file[ids], return_inverse=True)
             units = _Units(

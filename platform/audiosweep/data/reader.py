@@ -125,9 +125,16 @@ def read_split(
             task_cpus,
             mix_rows,
         )
-        return _decoded(
-            ds, info, clip_seconds, waveform_transform, with_clip_id, batch_size, task_cpus
-        )
+        # Each read task emits batch-sized blocks: decoding them whole (no re-batching) lets
+        # Ray fuse read and decode into one task, so compressed audio never passes through
+        # the object store.
+        ds = _decoded(ds, info, clip_seconds, waveform_transform, with_clip_id, None, task_cpus)
+        # A fused task would otherwise gather its decoded batches into blocks of up to 128 MiB
+        # (Ray's default) and hand over nothing before its last row is decoded. Ray emits a
+        # block once its buffer holds more than this many bytes: one decoded batch does.
+        row_bytes = _decoded_row_bytes(info, clip_seconds)
+        ds.context.target_max_block_size = (batch_size - 1) * row_bytes + 1
+        return ds
     if is_drawn(sampling, samples_per_epoch):
         raise ValueError("sampled reads draw per epoch: pass epoch= (an int or an EpochClock)")
     with _v1_parquet_reader():
@@ -137,7 +144,7 @@ def read_split(
             partitioning=None,
             shuffle=FileShuffleConfig(seed=seed) if shuffle else None,
             override_num_blocks=max(1, math.ceil(info.rows(split) / batch_size)),
-            ray_remote_args={"num_cpus": task_cpus},
+            num_cpus=task_cpus,
         )
     if shuffle:
         ds = ds.random_shuffle(seed=seed)
@@ -180,13 +187,16 @@ def _read_planned(
         mix_rows=mix_rows,
         block_rows=batch_size,
     )
+    # Ray splits the output of a read that returns fewer tasks than the blocks it asked for,
+    # and never fuses a split read with the decode after it: ask for as many as mixing makes.
     return ray.data.read_datasource(
-        source,
-        # About one batch per read task, as the file-order reader: decoding spreads over the
-        # cores from the first batch.
-        override_num_blocks=max(1, math.ceil(source.rows_per_epoch / batch_size)),
-        ray_remote_args={"num_cpus": task_cpus},
+        source, override_num_blocks=source.read_tasks, num_cpus=task_cpus
     )
+
+
+def _decoded_row_bytes(info: DatasetInfo, clip_seconds: float | None) -> int:
+    """Bytes of one decoded row: float32 waveform and multi-hot target."""
+    return 4 * (info.clip_frames(clip_seconds) + info.num_classes)
 
 
 def _decoded(
@@ -195,7 +205,7 @@ def _decoded(
     clip_seconds: float | None,
     waveform_transform: Callable[[torch.Tensor], torch.Tensor] | None,
     with_clip_id: bool,
-    batch_size: int,
+    batch_size: int | None,
     task_cpus: float,
 ) -> ray.data.Dataset:
     fn_kwargs: dict[str, Any] = {
