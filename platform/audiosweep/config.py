@@ -50,8 +50,9 @@ class DataConfig:
     clip_seconds: float | None = None  # None: the dataset manifest's clip length
     shuffle_buffer: int = 256  # Ray Data local shuffle buffer (rows) for training
     # Rows each read task draws from many row groups and emits in one random order, before
-    # decoding (cheap: compressed audio); see data/planned_source.py.
-    mix_rows: int = 256
+    # decoding (cheap: compressed audio); see data/planned_source.py. 512: fewer Ray tasks per
+    # epoch than 256 (README, Benchmarks), at most a few hundred MB of compressed 10 s clips.
+    mix_rows: int = 512
     # CPU reserved by each Ray Data read/decode task; keep it below the CPUs the Train workers
     # leave free, or reading waits forever (small machines: a fraction).
     task_cpus: float = 1.0

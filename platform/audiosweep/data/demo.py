@@ -2,7 +2,7 @@
 
 Each clip holds 1-3 of the classes below (40 % one, 40 % two, 20 % three), placed at
 random onsets over coloured background noise (spectral slope 1/f^0.5 to 1/f^2, sometimes
-with mains hum), each event at its own SNR drawn from -8 to +12 dB against the
+with mains hum), each event at its own SNR drawn from +4 to +20 dB against the
 background RMS. Half of the clips also hold unlabelled distractors (inharmonic bell
 strikes, or one or two lone beeps when no beep class is present), so that a model must
 attend to what defines a class rather than to any energy in a band.
@@ -63,7 +63,7 @@ CLASSES: tuple[tuple[str, str], ...] = (
 LABELS = LabelIndex(tuple(m for m, _ in CLASSES), tuple(n for _, n in CLASSES))
 SPLIT_CODES = {"train": 0, "eval": 1}
 EVENT_COUNT_PROBS = (0.4, 0.4, 0.2)
-SNR_DB = (-8.0, 12.0)
+SNR_DB = (4.0, 20.0)
 BEEPS_REGULAR, BEEPS_IRREGULAR = 8, 9
 WAVETABLE_SIZE = 2048
 
