@@ -48,6 +48,7 @@ def bench_pipeline(
     clip_seconds: float | None = None,
     address: str | None = None,
     planned: bool = False,
+    mix_rows: int = 512,
 ) -> dict[str, Any]:
     import ray
     import torch
@@ -67,7 +68,7 @@ def bench_pipeline(
 
     def ray_pass():
         # planned: a new epoch of the per-epoch plan each pass, as training reads it.
-        plan = {"seed": 0, "epoch": next(epochs)} if planned else {}
+        plan = {"seed": 0, "epoch": next(epochs), "mix_rows": mix_rows} if planned else {}
         ds = read_split(data, split, clip_seconds=clip_seconds, batch_size=batch_size, **plan)
         return ds.iter_batches(batch_size=batch_size, batch_format="numpy")
 
@@ -86,7 +87,7 @@ def bench_pipeline(
 
     result: dict[str, Any] = {
         "split": split,
-        "reader": "per-epoch plan" if planned else "file order",
+        "reader": f"per-epoch plan, mix_rows {mix_rows}" if planned else "file order",
         "clips": runs["plain"][0][2],
         "clip_seconds": clip_seconds if clip_seconds is not None else info.clip_seconds,
         "sample_rate": info.sample_rate,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from audiosweep.config import DataConfig
+
 
 def _common_output(p: argparse.ArgumentParser, *, labels: bool = True) -> None:
     p.add_argument("--out", required=True, help="dataset folder to write")
@@ -176,6 +178,7 @@ def _bench_pipeline(args: argparse.Namespace) -> int:
         clip_seconds=args.clip_seconds,
         address=args.address,
         planned=args.planned,
+        mix_rows=args.mix_rows,
     )
     print(format_result(result))
     return 0
@@ -269,6 +272,12 @@ def register(sub, bench) -> None:
         "--planned",
         action="store_true",
         help="read through the per-epoch plan (a new epoch each pass), as training does",
+    )
+    p.add_argument(
+        "--mix-rows",
+        type=int,
+        default=DataConfig.mix_rows,
+        help="with --planned: rows each read task mixes (data.mix_rows)",
     )
     p.add_argument("--repeats", type=int, default=3, help="passes per reader (median reported)")
     p.add_argument("--batch-size", type=int, default=32)
