@@ -207,6 +207,42 @@ def test_eval_kernel_drops_exact_zero_borders_and_keeps_outputs(stride: int) -> 
     assert rel_diff(y, ref(x)) < TOL
 
 
+def test_training_kernel_on_cpu_drops_exact_zero_borders_and_keeps_all_gradients() -> None:
+    kwargs = dict(
+        in_channels=6, out_channels=6, kernel_count=4, padding=11, dilated_kernel_size=23, groups=6
+    )
+    ref = reference_layer(**kwargs)
+    with torch.no_grad():  # positions near the centre, narrow Gaussians: zero far borders
+        ref.P.uniform_(-1.5, 1.5)
+        ref.SIG.fill_(0.05)  # not 0, where |SIG| has no gradient to compare
+    fast = FastDcls2d(**kwargs)
+    fast.load_state_dict(ref.state_dict())
+    built = []
+    original = dcls_fast.FastDcls2d._kernel
+
+    def spy(self, *args):
+        kernel, padding = original(self, *args)
+        built.append((kernel, padding))
+        return kernel, padding
+
+    x_ref = torch.randn(2, 6, 30, 28, requires_grad=True)
+    x_fast = x_ref.detach().clone().requires_grad_()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(dcls_fast.FastDcls2d, "_kernel", spy)
+        y_fast = fast(x_fast)
+    y_ref = ref(x_ref)
+    ((kernel, padding),) = built
+    assert kernel.requires_grad and kernel.shape[-2] < 23 and kernel.shape[-1] < 23
+    assert padding == ((kernel.shape[-2] - 1) // 2, (kernel.shape[-1] - 1) // 2)
+    assert rel_diff(y_fast, y_ref) < TOL
+    upstream = torch.randn_like(y_ref)
+    (y_ref * upstream).sum().backward()
+    (y_fast * upstream).sum().backward()
+    assert rel_diff(x_fast.grad, x_ref.grad) < TOL
+    for name in ["weight", "P", "SIG", "bias"]:
+        assert rel_diff(getattr(fast, name).grad, getattr(ref, name).grad) < TOL, name
+
+
 def test_all_zero_weights_keep_the_full_kernel() -> None:
     layer = FastDcls2d(4, 4, 3, padding=4, dilated_kernel_size=9, groups=4).eval()
     with torch.no_grad():

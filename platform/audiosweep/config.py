@@ -50,9 +50,10 @@ class DataConfig:
     clip_seconds: float | None = None  # None: the dataset manifest's clip length
     shuffle_buffer: int = 256  # Ray Data local shuffle buffer (rows) for training
     # Rows each read task draws from many row groups and emits in one random order, before
-    # decoding (cheap: compressed audio); see data/planned_source.py. 512: fewer Ray tasks per
-    # epoch than 256 (README, Benchmarks), at most a few hundred MB of compressed 10 s clips.
-    mix_rows: int = 512
+    # decoding (cheap: compressed audio); see data/planned_source.py. Larger windows mean
+    # fewer tasks per epoch, each reading all its rows before its first block (README,
+    # Benchmarks: 512 was no faster on 5,000 2 s clips and slower on 1,000 10 s clips).
+    mix_rows: int = 256
     # CPU reserved by each Ray Data read/decode task; keep it below the CPUs the Train workers
     # leave free, or reading waits forever (small machines: a fraction).
     task_cpus: float = 1.0

@@ -48,7 +48,7 @@ def bench_pipeline(
     clip_seconds: float | None = None,
     address: str | None = None,
     planned: bool = False,
-    mix_rows: int = 512,
+    mix_rows: int = 256,
 ) -> dict[str, Any]:
     import ray
     import torch

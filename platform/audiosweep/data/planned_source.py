@@ -106,7 +106,7 @@ class PlannedParquetDatasource(Datasource):
         epoch: int | EpochClock,
         samples: int | None = None,
         class_weights: np.ndarray | None = None,
-        mix_rows: int = 512,
+        mix_rows: int = 256,
         block_rows: int = 32,
     ) -> None:
         super().__init__()

@@ -82,7 +82,7 @@ def read_split(
     epoch: int | EpochClock | None = None,
     sampling: str = "uniform",
     samples_per_epoch: int | None = None,
-    mix_rows: int = 512,
+    mix_rows: int = 256,
 ) -> ray.data.Dataset:
     """Read ``<split>`` of a dataset as fixed-length float32 waveforms and multi-hot targets.
 

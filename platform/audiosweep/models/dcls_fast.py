@@ -14,11 +14,12 @@ every forward. Here the construction uses three facts:
 Kernels never hold subnormal floats (`flush_subnormals`): CPU convolutions slow down ~25x on them.
 
 Kernel rows or columns that can only ever meet zero padding (kernel larger than the feature map)
-are cropped. A cached (eval) kernel is also cropped, symmetrically, to the rows and columns where
-it is not exactly zero: Gaussians underflow to 0.0 a few sigmas from their centre, so a kernel
-whose positions sit near the centre (as at initialisation) has exact-zero borders whose products
-add nothing; the result is unchanged and a kernel with positions spread over the grid (as after
-training) keeps its full size. On CPU the depthwise convolution runs channels_last, with a
+are cropped. The kernel is also cropped, symmetrically, to the rows and columns where it is not
+exactly zero: Gaussians underflow to 0.0 a few sigmas from their centre, so a kernel whose
+positions sit near the centre (as at initialisation: 17x17 of 23x23) has exact-zero borders whose
+products add nothing; the result is unchanged and a kernel with positions spread over the grid
+(as after training) keeps its full size. Cached (eval) kernels are cropped on every device,
+kernels built for training on the CPU only (the scan waits for the kernel each forward). On CPU the depthwise convolution runs channels_last, with a
 backward pass made of forward convolutions (torch's CPU backward for large depthwise kernels is
 far slower).
 
@@ -348,14 +349,17 @@ class FastDcls2d(Dcls2d):
         # Kernels are built in the parameters' precision; the convolution itself may autocast.
         with torch.autocast(device_type=self.weight.device.type, enabled=False):
             kernel = kernel_from_profiles(self.weight, self.shared.profiles(self), rows, cols)
-        if cacheable:
-            # Built once per parameter change, so the scan for zero borders costs nothing per
-            # forward (and its host sync happens once).
+        if cacheable or kernel.device.type == "cpu":
+            # A cached kernel is scanned once per parameter change; on the CPU the scan's host
+            # sync costs nothing against the convolutions it shrinks (forward and backward of
+            # one layer at (8, 96, 32, 250), 2 threads: 0.18 s at 17x17 instead of 0.23 s).
             cut_h, cut_w = _zero_border(kernel, padding)
             if cut_h or cut_w:
                 h, w = kernel.shape[-2:]
-                kernel = kernel[..., cut_h : h - cut_h, cut_w : w - cut_w].contiguous()
+                kernel = kernel[..., cut_h : h - cut_h, cut_w : w - cut_w]
                 padding = (padding[0] - cut_h, padding[1] - cut_w)
+        if cacheable:
+            kernel = kernel.contiguous()
         self._kernel_cache = (key, (kernel, padding)) if cacheable else None
         return kernel, padding
 
