@@ -49,6 +49,7 @@ def bench_pipeline(
     address: str | None = None,
     planned: bool = False,
     mix_rows: int = 256,
+    task_cpus: float = 1.0,
 ) -> dict[str, Any]:
     import ray
     import torch
@@ -69,7 +70,14 @@ def bench_pipeline(
     def ray_pass():
         # planned: a new epoch of the per-epoch plan each pass, as training reads it.
         plan = {"seed": 0, "epoch": next(epochs), "mix_rows": mix_rows} if planned else {}
-        ds = read_split(data, split, clip_seconds=clip_seconds, batch_size=batch_size, **plan)
+        ds = read_split(
+            data,
+            split,
+            clip_seconds=clip_seconds,
+            batch_size=batch_size,
+            task_cpus=task_cpus,
+            **plan,
+        )
         return ds.iter_batches(batch_size=batch_size, batch_format="numpy")
 
     def plain_pass():
@@ -87,7 +95,8 @@ def bench_pipeline(
 
     result: dict[str, Any] = {
         "split": split,
-        "reader": f"per-epoch plan, mix_rows {mix_rows}" if planned else "file order",
+        "reader": (f"per-epoch plan, mix_rows {mix_rows}, " if planned else "file order, ")
+        + f"task_cpus {task_cpus:g}",
         "clips": runs["plain"][0][2],
         "clip_seconds": clip_seconds if clip_seconds is not None else info.clip_seconds,
         "sample_rate": info.sample_rate,

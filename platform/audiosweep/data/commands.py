@@ -179,6 +179,7 @@ def _bench_pipeline(args: argparse.Namespace) -> int:
         address=args.address,
         planned=args.planned,
         mix_rows=args.mix_rows,
+        task_cpus=args.task_cpus,
     )
     print(format_result(result))
     return 0
@@ -278,6 +279,12 @@ def register(sub, bench) -> None:
         type=int,
         default=DataConfig.mix_rows,
         help="with --planned: rows each read task mixes (data.mix_rows)",
+    )
+    p.add_argument(
+        "--task-cpus",
+        type=float,
+        default=DataConfig.task_cpus,
+        help="CPU each Ray read/decode task reserves (data.task_cpus)",
     )
     p.add_argument("--repeats", type=int, default=3, help="passes per reader (median reported)")
     p.add_argument("--batch-size", type=int, default=32)
