@@ -81,8 +81,8 @@ class RandomRoll(nn.Module):
         batch, length = x.shape
         shifts = self.sample_shifts(batch, length, x.device)
         # out[i] = torch.roll(x[i], shift_i) as two slice copies per row. A gather through a
-        # (B, L) int64 index moves three times the bytes: 2x slower on an idle core at
-        # (32, 81920) float32, and over 10x slower while training trials share the cores.
+        # (B, L) int64 index moves three times the bytes: at (32, 81920) float32 on one
+        # thread 21.5 ms instead of 5.5 ms, and far more while training trials share the cores.
         out = torch.empty_like(x)
         for i, shift in enumerate(torch.remainder(shifts, length).tolist()):
             out[i, shift:] = x[i, : length - shift]
