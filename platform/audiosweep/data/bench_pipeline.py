@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from audiosweep.config import DataConfig
+
 from .plain_reader import iter_numpy_batches
 from .reader import read_split
 from .schema import DatasetInfo
@@ -48,8 +50,8 @@ def bench_pipeline(
     clip_seconds: float | None = None,
     address: str | None = None,
     planned: bool = False,
-    mix_rows: int = 256,
-    task_cpus: float = 1.0,
+    mix_rows: int = DataConfig.mix_rows,
+    task_cpus: float = DataConfig.task_cpus,
 ) -> dict[str, Any]:
     import ray
     import torch
