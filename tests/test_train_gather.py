@@ -9,7 +9,7 @@ import ray.train
 from ray.train import RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
-from audiosweep.train.trainer import ExactEvalDataConfig
+from audiosweep.train.data_split import ExactEvalDataConfig
 
 
 def _loop(config):

@@ -42,7 +42,10 @@ class EpochClock:
     def new(cls) -> EpochClock:
         return cls(f"epoch-clock-{uuid.uuid4().hex}")
 
-    def set(self, epoch: int) -> None:
+    def open(self) -> Any:
+        """This process's handle to the actor, created if no process has yet. Returns without
+        waiting for the actor to start: a worker opens the clock before it builds its model, so
+        the actor's process starts meanwhile instead of when the first epoch waits on it."""
         import ray
 
         actor = _HANDLES.get(self.name)
@@ -53,7 +56,12 @@ class EpochClock:
                 .remote()
             )
             _HANDLES[self.name] = actor
-        ray.get(actor.set.remote(int(epoch)))
+        return actor
+
+    def set(self, epoch: int) -> None:
+        import ray
+
+        ray.get(self.open().set.remote(int(epoch)))
 
     def get(self) -> int | None:
         """The epoch last set, or None when no worker has set one yet."""

@@ -14,22 +14,21 @@ working directory gone), or a worker process lost while it initialises. A fresh 
 mends those, so they are retried too, up to `max_failures` times, while the startup errors Ray
 retries itself (an autoscaler still bringing nodes up) keep their unlimited retries.
 
-The policy is chosen where `TorchTrainer.fit` builds it, so `TrialTrainer.fit` repeats that
-method's few lines with this policy (the internals are those of the pinned ray==2.60.0).
+The policy is chosen where `TorchTrainer.fit` builds it, so `trainer.TrialTrainer.fit` repeats
+that method's few lines with this policy (the internals are those of the pinned ray==2.60.0).
+Ray Train unpickles the policy in its controller, a fresh process per trial: this module imports
+neither torch nor the models.
 """
 
 from __future__ import annotations
 
 from ray.exceptions import RayActorError, RaySystemError
-from ray.train.torch import TorchTrainer
 from ray.train.v2._internal.exceptions import UserExceptionWithTraceback
 from ray.train.v2._internal.execution.failure_handling import (
     DefaultFailurePolicy,
     FailureDecision,
 )
 from ray.train.v2._internal.execution.failure_handling.default import RETRYABLE_CONTROLLER_ERRORS
-from ray.train.v2._internal.execution.scaling_policy import create_scaling_policy
-from ray.train.v2._internal.util import ObjectRefWrapper
 from ray.train.v2.api.exceptions import ControllerError, TrainingFailedError, WorkerGroupError
 
 from audiosweep.errors import UserError
@@ -112,22 +111,3 @@ class DeterministicFailurePolicy(DefaultFailurePolicy):
             if limit != -1 and self._system_startup_failures > limit:
                 return FailureDecision.RAISE
         return super().make_decision(training_failed_error)
-
-
-class TrialTrainer(TorchTrainer):
-    """`TorchTrainer` whose run is not retried after a deterministic failure."""
-
-    def fit(self):
-        if self.running_in_local_mode:
-            return super().fit()
-        result = self._initialize_and_run_controller(
-            train_fn_ref=ObjectRefWrapper(self._get_train_func()),
-            scaling_policy=create_scaling_policy(self.scaling_config),
-            failure_policy=DeterministicFailurePolicy(self.run_config.failure_config),
-            train_run_context=self.train_run_context,
-            callbacks=self._create_default_callbacks(),
-            validation_config=self.validation_config,
-        )
-        if result.error:
-            raise result.error
-        return result

@@ -44,6 +44,13 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     device = ray.train.torch.get_device()
     torch.set_num_threads(max(1, int(cfg.train.cpus_per_worker)))
     log = print if rank == 0 else None
+    # The epoch clock and the shards' split coordinators are actors of their own: asked for
+    # first, their processes start while the model is built.
+    epoch_clock = EpochClock(config["epoch_clock"]) if config.get("epoch_clock") else None
+    if epoch_clock is not None:
+        epoch_clock.open()
+    train_shard = ray.train.get_dataset_shard("train")
+    eval_shard = ray.train.get_dataset_shard("eval")
 
     state = build_worker_state(
         cfg,
@@ -53,9 +60,6 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         device=device,
         log=log,
     )
-    train_shard = ray.train.get_dataset_shard("train")
-    eval_shard = ray.train.get_dataset_shard("eval")
-    epoch_clock = EpochClock(config["epoch_clock"]) if config.get("epoch_clock") else None
     timer = StepTimer(warmup_steps=cfg.train.throughput_warmup_steps, device=device)
 
     for epoch in range(state.next_epoch, cfg.train.epochs):

@@ -2,105 +2,42 @@
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import yaml
-from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
-from ray.train.v2.api.callback import UserCallback
+from ray.train.v2._internal.execution.scaling_policy import create_scaling_policy
+from ray.train.v2._internal.util import ObjectRefWrapper
 
 from audiosweep.config import TrialConfig
-from audiosweep.layout import (
-    CHECKPOINT_POINTER,
-    CONFIG_FILE,
-    METRICS_FILE,
-    RUN_FILES_FROM_CHECKPOINT,
-    RunLayout,
-)
-from audiosweep.storage import Folder
+from audiosweep.layout import CONFIG_FILE, RunLayout
 from audiosweep.train.checks import resolve_trial
-from audiosweep.train.failures import TrialTrainer
+from audiosweep.train.data_split import ExactEvalDataConfig
+from audiosweep.train.failures import DeterministicFailurePolicy
 from audiosweep.train.loop import train_loop_per_worker
+from audiosweep.train.run_folder import RunFolderCallback
 from audiosweep.train.seeding import derive_seed
 
 
-class ExactEvalDataConfig(DataConfig):
-    """Train split equally (DDP steps stay in lockstep); eval split unequally, so that every
-    eval clip goes to exactly one worker instead of being dropped or padded.
+class TrialTrainer(TorchTrainer):
+    """`TorchTrainer` whose run is not retried after a deterministic failure."""
 
-    Which rows a worker gets must not depend on where and when Ray ran the read tasks, or a
-    run resumed on another node trains on other batches than the uninterrupted one: blocks
-    leave the reader in the plan's order (`preserve_order`), and Ray Data's split hands them
-    out by row count only, not by the node that read them (no shard locality; the shards are
-    read from a shared file system or an object store anyway).
-
-    Ray Train configures one dataset per call, when the workers first ask for its shard.
-    """
-
-    def __init__(self, eval_name: str = "eval") -> None:
-        super().__init__(datasets_to_split="all", enable_shard_locality=False)
-        self._eval_name = eval_name
-
-    def _resolve_execution_options(self, dataset_name: str):
-        options = super()._resolve_execution_options(dataset_name)
-        options.preserve_order = True
-        return options
-
-    def configure(self, datasets, world_size, worker_handles, worker_node_ids, **kwargs):
-        output = [{} for _ in range(world_size)]
-        for name, ds in datasets.items():
-            if name != self._eval_name:
-                part = super().configure(
-                    {name: ds}, world_size, worker_handles, worker_node_ids, **kwargs
-                )
-                for i in range(world_size):
-                    output[i].update(part[i])
-                continue
-            ds = ds.copy(ds)
-            if ds.name is None:
-                ds.set_name(name)
-            ds.context.execution_options = self._resolve_execution_options(name)
-            hints = worker_node_ids if self._enable_shard_locality else None
-            for i, split in enumerate(
-                ds.streaming_split(world_size, equal=False, locality_hints=hints)
-            ):
-                output[i][name] = split
-        return output
-
-
-class RunFolderCallback(UserCallback):
-    """Writes each epoch's metrics (JSONL) and the small files of its checkpoint (per-class AP,
-    DCLS positions, init report; the final weights after the last epoch) into the run folder
-    (a local path or a URI, see `storage.py`) as soon as a report and its checkpoint are
-    persisted."""
-
-    def __init__(self, run_dir: str) -> None:
-        self.run_dir = run_dir
-
-    def after_report(self, run_context, metrics, checkpoint) -> None:
-        folder = Folder(self.run_dir)
-        row = {k: _jsonable(v) for k, v in metrics[0].items()}
-        folder.append_line(METRICS_FILE, json.dumps(row))
-        if checkpoint is None:
-            return
-        with checkpoint.as_directory() as directory:
-            for name in RUN_FILES_FROM_CHECKPOINT:
-                src = Path(directory) / name
-                if src.is_file():
-                    folder.upload(src, name)
-        folder.write_text(CHECKPOINT_POINTER, checkpoint.path + "\n")
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, (int, float, str, bool)) or value is None:
-        return value
-    return str(value)
+    def fit(self):
+        if self.running_in_local_mode:
+            return super().fit()
+        result = self._initialize_and_run_controller(
+            train_fn_ref=ObjectRefWrapper(self._get_train_func()),
+            scaling_policy=create_scaling_policy(self.scaling_config),
+            failure_policy=DeterministicFailurePolicy(self.run_config.failure_config),
+            train_run_context=self.train_run_context,
+            callbacks=self._create_default_callbacks(),
+            validation_config=self.validation_config,
+        )
+        if result.error:
+            raise result.error
+        return result
 
 
 @dataclass
