@@ -43,6 +43,28 @@ def test_dataset_is_deterministic_and_each_clip_regenerable(tmp_path):
     assert not np.allclose(other.wave, clip.wave)
 
 
+def test_wav_demo_holds_the_same_clips_as_flac(tmp_path):
+    """`--format wav` changes the container: both hold the clip as 16-bit PCM (libsndfile
+    rounds to 16 bits a little differently per container: at most one step apart)."""
+    flac, wav = tmp_path / "flac", tmp_path / "wav"
+    prepare_demo(flac, train_clips=6, eval_clips=2, seed=3, progress=False, **TINY)
+    prepare_demo(
+        wav, train_clips=6, eval_clips=2, seed=3, progress=False, audio_format="wav", **TINY
+    )
+    for split in ("train", "eval"):
+        a = pq.read_table(DatasetInfo.load(flac).shard_paths(split)[0]).to_pylist()
+        b = pq.read_table(DatasetInfo.load(wav).shard_paths(split)[0]).to_pylist()
+        assert [r["clip_id"] for r in a] == [r["clip_id"] for r in b]
+        assert [r["labels"] for r in a] == [r["labels"] for r in b]
+        for x, y in zip(a, b, strict=True):
+            assert sf.info(io.BytesIO(x["audio"])).format == "FLAC"
+            assert sf.info(io.BytesIO(y["audio"])).format == "WAV"
+            wave_x, _ = sf.read(io.BytesIO(x["audio"]), dtype="int16")
+            wave_y, _ = sf.read(io.BytesIO(y["audio"]), dtype="int16")
+            assert wave_x.shape == wave_y.shape
+            assert np.abs(wave_x.astype(np.int32) - wave_y).max() <= 1
+
+
 def test_clips_are_multi_label_and_well_formed():
     counts = np.zeros(len(demo.CLASSES), dtype=int)
     sizes = []

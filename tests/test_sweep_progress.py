@@ -54,3 +54,19 @@ def test_progress_prints_between_events_only_after_the_interval():
     progress.interval_s = 0
     progress.on_step_end(0, [])
     assert len(out.getvalue().splitlines()) == 2
+
+
+def test_tune_slow_step_warnings_only_for_very_slow_steps_unless_the_user_set_them(monkeypatch):
+    from ray.tune.utils.util import warn_if_slow
+
+    from audiosweep.sweep import tuner
+
+    monkeypatch.setattr(warn_if_slow, "DEFAULT_THRESHOLD", 0.5)
+    monkeypatch.delenv("TUNE_WARN_THRESHOLD_S", raising=False)
+    tuner._quiet_slow_step_warnings()
+    assert warn_if_slow("process_trial_result").threshold == tuner.SLOW_STEP_WARN_S == 10.0
+
+    monkeypatch.setattr(warn_if_slow, "DEFAULT_THRESHOLD", 0.5)
+    monkeypatch.setenv("TUNE_WARN_THRESHOLD_S", "0.5")
+    tuner._quiet_slow_step_warnings()
+    assert warn_if_slow("process_trial_result").threshold == 0.5

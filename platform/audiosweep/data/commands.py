@@ -25,6 +25,15 @@ def _common_output(p: argparse.ArgumentParser, *, labels: bool = True) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _generated_format(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--format",
+        default="flac",
+        choices=["flac", "wav"],
+        help="stored audio encoding (wav: larger files, faster to decode)",
+    )
+
+
 def _ingest_options(p: argparse.ArgumentParser, *, cluster: bool = True) -> None:
     p.add_argument(
         "--format", default="flac", choices=["flac", "wav", "ogg"], help="stored audio encoding"
@@ -125,6 +134,7 @@ def _generate(args: argparse.Namespace, make) -> int:
         train_clips=args.train_clips,
         eval_clips=args.eval_clips,
         seed=args.seed,
+        audio_format=args.format,
         **_output_kwargs(args),
     )
     print_summary(args.out)
@@ -217,6 +227,7 @@ def register(sub, bench) -> None:
         "--seed", type=int, default=0, help="dataset seed (clip i uses [seed, split, i])"
     )
     _common_output(p, labels=False)
+    _generated_format(p)
     p.set_defaults(func=_prepare_demo)
 
     p = sources.add_parser(
@@ -247,6 +258,7 @@ def register(sub, bench) -> None:
         "--seed", type=int, default=0, help="dataset seed (clip i uses [seed, split, i])"
     )
     _common_output(p, labels=False)
+    _generated_format(p)
     p.set_defaults(func=_prepare_scene_demo, sample_rate=16000, clip_seconds=4.0)
 
     p = sub.add_parser("verify", help="check a dataset's shards against its manifest")

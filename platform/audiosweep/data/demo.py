@@ -357,6 +357,7 @@ def prepare_demo(
     shard_mb: float = 256,
     overwrite: bool = False,
     progress: bool | None = None,
+    audio_format: str = "flac",
 ) -> Path:
     """Generate the demo dataset (splits ``train`` and ``eval``) into ``out_dir``."""
 
@@ -379,4 +380,5 @@ def prepare_demo(
         overwrite=overwrite,
         progress=progress,
         name="demo",
+        audio_format=audio_format,
     )

@@ -1,5 +1,5 @@
 """Writing a generated dataset: clips synthesised on the fly (the demo datasets, the benchmarks'
-synthetic one), split by split, as FLAC rows."""
+synthetic one), split by split, as FLAC (or WAV) rows."""
 
 from __future__ import annotations
 
@@ -34,9 +34,10 @@ def write_generated(
     progress: bool | None = None,
     name: str = "generate",
     task: str = "multilabel",
+    audio_format: str = "flac",
 ) -> Path:
-    """Write ``counts[split]`` clips of ``make_clip`` per split into the dataset at ``out_dir``;
-    ``name`` labels the progress bar."""
+    """Write ``counts[split]`` clips of ``make_clip`` per split into the dataset at ``out_dir``,
+    stored as ``audio_format``; ``name`` labels the progress bar."""
     with DatasetWriter(
         out_dir,
         labels=labels,
@@ -59,6 +60,6 @@ def write_generated(
             )
             for index in bar:
                 clip_id, wave, classes = make_clip(split, index)
-                out.add(row_from_wave(clip_id, wave, sample_rate, classes, "flac"))
+                out.add(row_from_wave(clip_id, wave, sample_rate, classes, audio_format))
             writer.close_split(split)
     return Path(out_dir)

@@ -110,6 +110,7 @@ def prepare_scene_demo(
     shard_mb: float = 256,
     overwrite: bool = False,
     progress: bool | None = None,
+    audio_format: str = "flac",
 ) -> Path:
     """Generate the scene demo dataset (splits ``train`` and ``eval``, single-label)."""
 
@@ -133,4 +134,5 @@ def prepare_scene_demo(
         progress=progress,
         name="scene demo",
         task="singlelabel",
+        audio_format=audio_format,
     )

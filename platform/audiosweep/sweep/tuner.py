@@ -153,6 +153,7 @@ def run_sweep(
     # Tune's own console output (its experiment table, result tables) gives way to
     # SweepProgress; with the legacy reporter, verbose=0 prints nothing.
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    _quiet_slow_step_warnings()
     with cwd_kept(local_cwd(storage)):
         results = tuner.fit()
     wall = time.time() - start
@@ -179,6 +180,20 @@ def run_sweep(
             f"[audiosweep] {len(errors)} trial(s) failed; finished ones are kept. First error:\n{errors[0]}"
         )
     return rep
+
+
+# Tune warns whenever a step of its loop takes over 0.5 s (`TUNE_WARN_THRESHOLD_S`). With
+# trials on every core the driver gets little CPU, and its steps (reading a result, saving the
+# experiment state) pass that every few trials: warnings about the machine being busy, not
+# about the sweep. Only steps this slow are reported, unless the user set the variable.
+SLOW_STEP_WARN_S = 10.0
+
+
+def _quiet_slow_step_warnings() -> None:
+    from ray.tune.utils.util import warn_if_slow
+
+    if "TUNE_WARN_THRESHOLD_S" not in os.environ:
+        warn_if_slow.DEFAULT_THRESHOLD = SLOW_STEP_WARN_S
 
 
 def local_cwd(storage: str) -> str:
