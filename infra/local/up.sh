@@ -164,15 +164,10 @@ EOF
     # start a fresh process and import pyarrow/soundfile again. A higher limit keeps them warm.
     # One local node cannot be preempted, so Ray Train's preemption watcher (one more actor
     # per trial) is off here; cluster heads keep it.
-    # The raylet starts at most as many worker processes at once as the node has CPUs (2
-    # here) and queues the rest, while each trial's start-up waits on about ten new actors; a
-    # higher limit starts them side by side (and ends the raylet's "N worker processes have
-    # been started" warnings, which count against that limit).
     env -u RAY_ADDRESS -u RAY_API_SERVER_ADDRESS PATH="$VENV_BIN:$PATH" \
         RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="$RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" \
         RAY_AUTH_MODE=token RAY_AUTH_TOKEN="$RAY_AUTH_TOKEN" RAY_USAGE_STATS_ENABLED=0 \
         RAY_num_workers_soft_limit="${RAY_num_workers_soft_limit:-32}" \
-        RAY_worker_maximum_startup_concurrency="${RAY_worker_maximum_startup_concurrency:-8}" \
         RAY_TRAIN_ENABLE_PREEMPTION_WATCHER="${RAY_TRAIN_ENABLE_PREEMPTION_WATCHER:-0}" \
         MLFLOW_TRACKING_URI="$MLFLOW_URI" "${sim_env[@]}" \
         setsid "$VENV_BIN/ray" start --head --block \
