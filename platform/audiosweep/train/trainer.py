@@ -22,7 +22,8 @@ from audiosweep.train.seeding import derive_seed
 
 
 class TrialTrainer(TorchTrainer):
-    """`TorchTrainer` whose run is not retried after a deterministic failure."""
+    """`TorchTrainer` whose run is not retried after a deterministic failure: `fit` repeats
+    `TorchTrainer.fit`'s few lines (ray==2.60.0) with `failures.DeterministicFailurePolicy`."""
 
     def fit(self):
         if self.running_in_local_mode:
