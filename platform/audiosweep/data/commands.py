@@ -25,19 +25,17 @@ def _common_output(p: argparse.ArgumentParser, *, labels: bool = True) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _generated_format(p: argparse.ArgumentParser) -> None:
+def _format_option(p: argparse.ArgumentParser, choices: list[str]) -> None:
     p.add_argument(
         "--format",
         default="flac",
-        choices=["flac", "wav"],
+        choices=choices,
         help="stored audio encoding (wav: larger files, faster to decode)",
     )
 
 
 def _ingest_options(p: argparse.ArgumentParser, *, cluster: bool = True) -> None:
-    p.add_argument(
-        "--format", default="flac", choices=["flac", "wav", "ogg"], help="stored audio encoding"
-    )
+    _format_option(p, ["flac", "wav", "ogg"])
     p.add_argument("--workers", type=int, default=1, help="decoding processes (local ingest)")
     if not cluster:
         return
@@ -227,7 +225,7 @@ def register(sub, bench) -> None:
         "--seed", type=int, default=0, help="dataset seed (clip i uses [seed, split, i])"
     )
     _common_output(p, labels=False)
-    _generated_format(p)
+    _format_option(p, ["flac", "wav"])
     p.set_defaults(func=_prepare_demo)
 
     p = sources.add_parser(
@@ -258,7 +256,7 @@ def register(sub, bench) -> None:
         "--seed", type=int, default=0, help="dataset seed (clip i uses [seed, split, i])"
     )
     _common_output(p, labels=False)
-    _generated_format(p)
+    _format_option(p, ["flac", "wav"])
     p.set_defaults(func=_prepare_scene_demo, sample_rate=16000, clip_seconds=4.0)
 
     p = sub.add_parser("verify", help="check a dataset's shards against its manifest")
