@@ -133,7 +133,7 @@ def test_eval_kernel_cache_is_reused_and_follows_parameter_changes(monkeypatch) 
     builds = []
     original = dcls_fast.kernel_from_profiles
     monkeypatch.setattr(
-        dcls_fast, "kernel_from_profiles", lambda *a: builds.append(1) or original(*a)
+        dcls_fast, "kernel_from_profiles", lambda *a, **k: builds.append(1) or original(*a, **k)
     )
     with torch.no_grad():
         first = fast(x)
@@ -373,3 +373,37 @@ def test_flushed_kernels_still_match_dcls_in_eval_and_train() -> None:
     ref.eval()
     with torch.no_grad():
         assert rel_diff(fast(x), ref(x)) < TOL
+
+
+def test_eval_kernel_drops_only_taps_below_half_an_ulp_of_its_channel_peak() -> None:
+    torch.manual_seed(2)
+    kwargs = dict(
+        in_channels=96, out_channels=96, kernel_count=26, padding=11, dilated_kernel_size=23
+    )
+    fast = FastDcls2d(**kwargs, groups=96).eval()
+    ref = reference_layer(**kwargs, groups=96)
+    ref.load_state_dict(fast.state_dict())
+    x = torch.randn(2, 96, 32, 40)
+    with torch.no_grad():
+        y = fast(x)
+        dense = ref.DCK(ref.weight, ref.P, ref.SIG).squeeze(1)  # dcls's own (96, 23, 23) kernel
+    kernel = _cached_kernel(fast).squeeze(1)
+    h, w = kernel.shape[-2:]
+    # Gaussians of sigma 0.5 around positions within ~2 of the centre: about 9x9 of 23x23.
+    assert h <= 11 and w <= 11
+    placed = torch.zeros_like(dense)
+    placed[:, (23 - h) // 2 : (23 + h) // 2, (23 - w) // 2 : (23 + w) // 2] = kernel
+    peak = dense.abs().amax((-2, -1), keepdim=True)
+    dropped = (placed == 0) & (dense != 0)
+    assert dropped.any()
+    bound = peak * torch.finfo(torch.float32).eps / 2 * 1.001  # 0.1 %: dcls's own rounding
+    assert (dense.abs()[dropped] < bound.expand_as(dense)[dropped]).all()
+    kept = placed != 0
+    assert rel_diff(placed[kept], dense[kept]) < 1e-6
+    assert rel_diff(y, ref(x).detach()) < TOL
+
+    # Kernels gradients flow through keep those taps (position and sigma gradients weigh the
+    # Gaussian tails by (distance / sigma)^2): only subnormals go.
+    fast.train()
+    (train_kernel,) = _built_kernels(fast, x)
+    assert train_kernel.requires_grad and train_kernel.shape[-1] > 11

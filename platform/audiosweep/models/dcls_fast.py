@@ -11,13 +11,15 @@ every forward. Here the construction uses three facts:
 - in eval mode the kernel is constant: it is cached and rebuilt when a parameter's version
   changes or `train()` is called.
 
-Kernels never hold subnormal floats (`flush_subnormals`): CPU convolutions slow down ~25x on them.
+Kernels never hold subnormal floats (`flush_subnormals`): CPU convolutions slow down ~25x on
+them. Kernels no gradient flows through (eval) also drop values below half an ulp of their
+largest (`drop_negligible_taps`).
 
 Kernel rows or columns that can only ever meet zero padding (kernel larger than the feature map)
 are cropped. The kernel is also cropped, symmetrically, to the rows and columns where it is not
-exactly zero: Gaussians underflow to 0.0 a few sigmas from their centre, so a kernel whose
-positions sit near the centre (as at initialisation: 17x17 of 23x23) has exact-zero borders whose
-products add nothing; the result is unchanged and a kernel with positions spread over the grid
+exactly zero: Gaussians are flushed to 0.0 a few sigmas from their centre, so a kernel whose
+positions sit near the centre (as at initialisation: 17x17 of 23x23 in training, 9x9 in eval)
+has exact-zero borders whose products add nothing; the result is unchanged and a kernel with positions spread over the grid
 (as after training) keeps its full size. Cached (eval) kernels are cropped on every device,
 kernels built for training on the CPU only (the scan waits for the kernel each forward). On CPU
 the depthwise convolution runs channels_last, with a backward pass made of forward convolutions
@@ -115,14 +117,20 @@ def kernel_from_profiles(
     profiles: tuple[Tensor, Tensor, Tensor],
     rows: tuple[int, int],
     cols: tuple[int, int],
+    drop_negligible: bool = False,
 ) -> Tensor:
-    """Dense kernel (out, in/groups, h, w) over the window rows x cols of the dilated grid."""
+    """Dense kernel (out, in/groups, h, w) over the window rows x cols of the dilated grid.
+
+    Subnormal values are always flushed to zero (`flush_subnormals`); with ``drop_negligible``
+    (for kernels no gradient flows through), so are values too small to count
+    (`drop_negligible_taps`).
+    """
     g_rows, g_cols, inv_norm = profiles
     out_channels, in_per_group, count = weight.shape
     scale = weight.reshape(-1, count) * inv_norm
     left = g_rows[:, :, rows[0] : rows[1]] * scale[..., None]
     kernel = left.transpose(1, 2) @ g_cols[:, :, cols[0] : cols[1]]
-    kernel = flush_subnormals(kernel)
+    kernel = drop_negligible_taps(kernel) if drop_negligible else flush_subnormals(kernel)
     return kernel.reshape(out_channels, in_per_group, rows[1] - rows[0], cols[1] - cols[0])
 
 
@@ -137,6 +145,28 @@ def flush_subnormals(kernel: Tensor) -> Tensor:
     """
     tiny = torch.finfo(kernel.dtype).tiny
     return kernel.masked_fill(kernel.abs() < tiny, 0.0)
+
+
+def drop_negligible_taps(kernel: Tensor) -> Tensor:
+    """The kernel (..., h, w) with every value too small to count set to exact zero.
+
+    A value counts when the dtype can add it to its kernel's largest magnitude: values below
+    half a unit in the last place of that magnitude (2^-24 of it in float32) are dropped, and
+    so is anything below the dtype's smallest normal number (`flush_subnormals`). Where the
+    inputs under two taps are of similar size, a dropped product is smaller than the rounding
+    error of the largest one in the same output sum.
+
+    Only for kernels no gradient flows through: the gradients of positions and sigmas weigh
+    the Gaussian tails by (distance / sigma)^2, so dropping them moved a sigma gradient by
+    3e-5 relative. What it buys is the zero-border crop (`_zero_border`): the Gaussians of an
+    initialised layer (sigma 0.5, positions within about 2 of the centre) fall below 2^-24 of
+    their peak within 3 taps, so its cached 23x23 kernel shrinks to about 9x9 instead of the
+    17x17 that the subnormal bound alone leaves.
+    """
+    finfo = torch.finfo(kernel.dtype)
+    magnitude = kernel.detach().abs()
+    floor = magnitude.amax((-2, -1), keepdim=True) * (finfo.eps / 2)
+    return kernel.masked_fill(magnitude < floor.clamp_min(finfo.tiny), 0.0)
 
 
 def _recomputing() -> bool:
@@ -348,7 +378,9 @@ class FastDcls2d(Dcls2d):
                 return self._kernel_cache[1]
         # Kernels are built in the parameters' precision; the convolution itself may autocast.
         with torch.autocast(device_type=self.weight.device.type, enabled=False):
-            kernel = kernel_from_profiles(self.weight, self.shared.profiles(self), rows, cols)
+            kernel = kernel_from_profiles(
+                self.weight, self.shared.profiles(self), rows, cols, drop_negligible=not needs_graph
+            )
         if cacheable or kernel.device.type == "cpu":
             # A cached kernel is scanned once per parameter change; on the CPU the scan's host
             # sync costs nothing against the convolutions it shrinks (forward and backward of
