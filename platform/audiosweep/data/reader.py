@@ -12,7 +12,7 @@ import numpy as np
 
 from .decode import decode_rows
 from .epoch_clock import EpochClock
-from .idle_backoff import with_idle_backoff
+from .execution_callbacks import with_execution_callbacks
 from .row_groups import scan_row_groups
 from .sampling import check_sampling, class_weights, is_drawn, rows_per_epoch
 from .schema import DatasetError, DatasetInfo
@@ -135,7 +135,7 @@ def read_split(
         # block once its buffer holds more than this many bytes: one decoded batch does.
         row_bytes = _decoded_row_bytes(info, clip_seconds)
         ds.context.target_max_block_size = (batch_size - 1) * row_bytes + 1
-        return with_idle_backoff(ds)
+        return with_execution_callbacks(ds)
     if is_drawn(sampling, samples_per_epoch):
         raise ValueError("sampled reads draw per epoch: pass epoch= (an int or an EpochClock)")
     with _v1_parquet_reader():
@@ -150,7 +150,7 @@ def read_split(
     if shuffle:
         ds = ds.random_shuffle(seed=seed)
     ds = _decoded(ds, info, clip_seconds, waveform_transform, with_clip_id, batch_size, task_cpus)
-    return with_idle_backoff(ds)
+    return with_execution_callbacks(ds)
 
 
 def _read_planned(
