@@ -137,3 +137,16 @@ def test_an_execution_gets_the_clusters_cpus_within_its_first_second(
         assert first_cpus < execution_callbacks.COLD_START_S
     else:
         assert first_cpus >= execution_callbacks.COLD_START_S
+
+
+def test_cold_start_benchmark_times_both_variants_alternately(ray_client, tiny_dataset) -> None:
+    from audiosweep.data.bench_cold_start import bench_cold_start, format_result
+
+    ray_client.data.DataContext.get_current().enable_progress_bars = False
+    result = bench_cold_start(tiny_dataset, passes=2, warmup=0, batch_size=4)
+    assert result["clips"] == 8
+    assert len(result["prompt_runs"]) == len(result["ray_default_runs"]) == 2
+    assert result["ratio"] == pytest.approx(
+        result["prompt_clips_per_s"] / result["ray_default_clips_per_s"]
+    )
+    assert "PromptResourceLimits" in format_result(result)

@@ -1,0 +1,108 @@
+"""Benchmark: training's reader with and without `PromptResourceLimits`, side by side.
+
+Passes of a new epoch's plan (`read_split(..., epoch=e)`, as training reads it) alternate
+between the dataset's own execution callbacks and the same without `PromptResourceLimits`, in
+one process and one Ray instance; whole passes are timed (start-up included: the cold start is
+what differs), and the report gives medians and their ratio.
+
+    python -m audiosweep.data.bench_cold_start --data syn5000s2 --passes 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from typing import Any
+
+from .execution_callbacks import PromptResourceLimits
+from .reader import read_split
+
+
+def _clips_per_s(ds: Any, batch_size: int) -> tuple[float, int]:
+    start = time.perf_counter()
+    clips = 0
+    for batch in ds.iter_batches(batch_size=batch_size, batch_format="numpy"):
+        clips += len(batch["target"])
+    return clips / (time.perf_counter() - start), clips
+
+
+def bench_cold_start(
+    data: str | os.PathLike,
+    *,
+    split: str = "train",
+    passes: int = 8,
+    warmup: int = 2,
+    batch_size: int = 32,
+    task_cpus: float = 1.0,
+) -> dict[str, Any]:
+    """``passes`` timed passes per variant after ``warmup`` untimed ones; Ray must be up."""
+    runs: dict[str, list[float]] = {"prompt": [], "ray_default": []}
+    clips_seen = set()
+    for i in range(warmup + 2 * passes):
+        variant = "prompt" if i % 2 else "ray_default"
+        ds = read_split(data, split, batch_size=batch_size, task_cpus=task_cpus, seed=0, epoch=i)
+        if variant == "ray_default":
+            classes = ds.context.custom_execution_callback_classes
+            ds.context.custom_execution_callback_classes = [
+                c for c in classes if c is not PromptResourceLimits
+            ]
+        rate, clips = _clips_per_s(ds, batch_size)
+        clips_seen.add(clips)
+        if i >= warmup:
+            runs[variant].append(rate)
+    if len(clips_seen) != 1:
+        raise RuntimeError(f"passes read different numbers of clips: {sorted(clips_seen)}")
+    result: dict[str, Any] = {"split": split, "clips": clips_seen.pop(), "passes": passes}
+    for name, rates in runs.items():
+        result[f"{name}_clips_per_s"] = statistics.median(rates)
+        result[f"{name}_runs"] = rates
+    result["ratio"] = result["prompt_clips_per_s"] / result["ray_default_clips_per_s"]
+    return result
+
+
+def format_result(r: dict[str, Any]) -> str:
+    return "\n".join(
+        [
+            f"bench cold start: split {r['split']}, {r['clips']} clips a pass, "
+            f"medians of {r['passes']} whole passes per variant, alternating",
+            f"  Ray's limits (first second one task at a time): "
+            f"{r['ray_default_clips_per_s']:7.1f} clips/s",
+            f"  PromptResourceLimits:                           "
+            f"{r['prompt_clips_per_s']:7.1f} clips/s",
+            f"  ratio: {r['ratio']:.3f}x",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--passes", type=int, default=8, help="timed passes per variant")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--task-cpus", type=float, default=1.0)
+    args = parser.parse_args(argv)
+    import ray
+
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    try:
+        result = bench_cold_start(
+            args.data,
+            split=args.split,
+            passes=args.passes,
+            warmup=args.warmup,
+            batch_size=args.batch_size,
+            task_cpus=args.task_cpus,
+        )
+    finally:
+        ray.shutdown()
+    print(format_result(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
