@@ -16,6 +16,7 @@ import statistics
 import time
 from typing import Any
 
+from .bench_ray import benchmark_ray
 from .execution_callbacks import PromptResourceLimits
 from .reader import read_split
 
@@ -84,12 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--task-cpus", type=float, default=1.0)
+    parser.add_argument("--address", default=os.environ.get("RAY_ADDRESS"))
     args = parser.parse_args(argv)
-    import ray
-
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    try:
+    with benchmark_ray(args.address):
         result = bench_cold_start(
             args.data,
             split=args.split,
@@ -98,8 +96,6 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size,
             task_cpus=args.task_cpus,
         )
-    finally:
-        ray.shutdown()
     print(format_result(result))
     return 0
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from audiosweep.config import DataConfig
 
+from .bench_ray import benchmark_ray
 from .plain_reader import iter_numpy_batches
 from .reader import read_split
 from .schema import DatasetInfo
@@ -57,16 +58,6 @@ def bench_pipeline(
     import torch
 
     info = DatasetInfo.load(data)
-    started_ray = False
-    if not ray.is_initialized():
-        address = address or os.environ.get("RAY_ADDRESS")
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-        started_ray = True
-    ray.data.DataContext.get_current().enable_progress_bars = False
-
     epochs = iter(range(1 << 30))
 
     def ray_pass():
@@ -86,14 +77,11 @@ def bench_pipeline(
         return iter_numpy_batches(data, split, batch_size=batch_size, clip_seconds=clip_seconds)
 
     runs: dict[str, list[tuple[float, float, int, int]]] = {"ray": [], "plain": []}
-    try:
+    with benchmark_ray(address):
         for _ in range(repeats):
             runs["plain"].append(_time_pass(plain_pass))
             runs["ray"].append(_time_pass(ray_pass))
         cluster_cpus = ray.cluster_resources().get("CPU", 0)
-    finally:
-        if started_ray:
-            ray.shutdown()
 
     result: dict[str, Any] = {
         "split": split,

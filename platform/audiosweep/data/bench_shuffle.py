@@ -16,6 +16,7 @@ import statistics
 import time
 from typing import Any
 
+from .bench_ray import benchmark_ray
 from .reader import read_split
 from .schema import DatasetInfo
 
@@ -116,13 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shuffle-buffer", type=int, default=256, help="rows (0: none)")
     parser.add_argument("--address", default=os.environ.get("RAY_ADDRESS"))
     args = parser.parse_args(argv)
-    import ray
-
-    if args.address:
-        ray.init(address=args.address, log_to_driver=False)
-    else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-    try:
+    with benchmark_ray(args.address):
         result = bench_shuffle(
             args.data,
             split=args.split,
@@ -132,8 +127,6 @@ def main(argv: list[str] | None = None) -> int:
             task_cpus=args.task_cpus,
             shuffle_buffer=args.shuffle_buffer,
         )
-    finally:
-        ray.shutdown()
     print(format_result(result))
     return 0
 
