@@ -13,20 +13,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 from typing import Any
 
 from .bench_ray import benchmark_ray
+from .bench_shuffle import pass_seconds
 from .execution_callbacks import PromptResourceLimits
 from .reader import read_split
-
-
-def _clips_per_s(ds: Any, batch_size: int) -> tuple[float, int]:
-    start = time.perf_counter()
-    clips = 0
-    for batch in ds.iter_batches(batch_size=batch_size, batch_format="numpy"):
-        clips += len(batch["target"])
-    return clips / (time.perf_counter() - start), clips
 
 
 def bench_cold_start(
@@ -49,10 +41,10 @@ def bench_cold_start(
             ds.context.custom_execution_callback_classes = [
                 c for c in classes if c is not PromptResourceLimits
             ]
-        rate, clips = _clips_per_s(ds, batch_size)
+        seconds, clips = pass_seconds(ds, batch_size)
         clips_seen.add(clips)
         if i >= warmup:
-            runs[variant].append(rate)
+            runs[variant].append(clips / seconds)
     if len(clips_seen) != 1:
         raise RuntimeError(f"passes read different numbers of clips: {sorted(clips_seen)}")
     result: dict[str, Any] = {"split": split, "clips": clips_seen.pop(), "passes": passes}

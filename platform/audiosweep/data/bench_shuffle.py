@@ -21,7 +21,8 @@ from .reader import read_split
 from .schema import DatasetInfo
 
 
-def _pass_seconds(ds: Any, batch_size: int, shuffle_buffer: int = 0) -> tuple[float, int]:
+def pass_seconds(ds: Any, batch_size: int, shuffle_buffer: int = 0) -> tuple[float, int]:
+    """Seconds for one whole pass over `ds` (start-up included) and the clips it held."""
     start = time.perf_counter()
     clips = 0
     for batch in ds.iter_batches(
@@ -52,7 +53,7 @@ def bench_shuffle(
     times: dict[str, list[float]] = {"file_order": [], "planned": []}
     clips: dict[str, int] = {}
     # One pass of each first, untimed: Ray's worker processes and imports warm up.
-    _pass_seconds(read_split(data, split, batch_size=batch_size, task_cpus=task_cpus), batch_size)
+    pass_seconds(read_split(data, split, batch_size=batch_size, task_cpus=task_cpus), batch_size)
     for epoch in range(repeats):
         plain = read_split(data, split, batch_size=batch_size, task_cpus=task_cpus)
         planned = read_split(
@@ -65,7 +66,7 @@ def bench_shuffle(
             sampling=sampling,
         )
         for name, ds, buffer in (("file_order", plain, 0), ("planned", planned, shuffle_buffer)):
-            seconds, n = _pass_seconds(ds, batch_size, buffer)
+            seconds, n = pass_seconds(ds, batch_size, buffer)
             times[name].append(seconds)
             clips[name] = n
     result: dict[str, Any] = {
