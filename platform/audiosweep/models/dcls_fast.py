@@ -19,11 +19,11 @@ Kernel rows or columns that can only ever meet zero padding (kernel larger than 
 are cropped. The kernel is also cropped, symmetrically, to the rows and columns where it is not
 exactly zero: Gaussians are flushed to 0.0 a few sigmas from their centre, so a kernel whose
 positions sit near the centre (as at initialisation: 17x17 of 23x23 in training, 9x9 in eval)
-has exact-zero borders whose products add nothing; the result is unchanged and a kernel with positions spread over the grid
-(as after training) keeps its full size. Cached (eval) kernels are cropped on every device,
-kernels built for training on the CPU only (the scan waits for the kernel each forward). On CPU
-the depthwise convolution runs channels_last, with a backward pass made of forward convolutions
-(torch's CPU backward for large depthwise kernels is far slower).
+has exact-zero borders whose products add nothing; the result is unchanged and a kernel with
+positions spread over the grid (as after training) keeps its full size. Cached (eval) kernels
+are cropped on every device, kernels built for training on the CPU only (the scan waits for the
+kernel each forward). On CPU the depthwise convolution runs channels_last, with a backward pass
+made of forward convolutions (torch's CPU backward for large depthwise kernels is far slower).
 
 Over 300 lines because the kernel construction, its autograd function and the layer that
 caches and crops the kernel share their invariants (separable profiles, exact-zero borders, no
