@@ -6,8 +6,8 @@ Two behaviours of Ray 2.60's streaming executor cost the reader throughput or CP
   the cluster's resources and re-reads its resource limits once a second. Until the first
   answer arrives its limits are zero, so every operator runs one task at a time: for the whole
   first second of every pass (every epoch, every evaluation). `PromptResourceLimits` re-reads
-  the limits at each scheduling step of that first second while they are still zero; the
-  answer arrives within about 0.1 s.
+  the limits at each scheduling step of that first second while they are still zero, so they
+  take effect as soon as the coordinator answers.
 - **Idle spinning.** The executor blocks in ``ray.wait`` (up to 0.1 s) at each scheduling step
   only while some task is running. Once every task is done and the output queue is full (the
   consumer is the bottleneck, as a training loop should be), the loop runs again at once, step
