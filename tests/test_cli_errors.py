@@ -86,6 +86,25 @@ def test_model_that_cannot_be_built_fails_on_the_driver(tmp_path, smoke_dataset)
     assert_one_line_error(result, "model sp4asc/dcls_triangle cannot be built")
 
 
+def test_clips_too_short_for_the_model_fail_on_the_driver(tmp_path, smoke_dataset):
+    # 0.05 s at hop 320: 6 frames, fewer than ConvNeXt's (2, 16) stem takes. The model builds;
+    # only a forward pass at the trial's input shape finds it.
+    result = run_cli(
+        [
+            "train",
+            "--preset",
+            "smoke",
+            f"data.path={smoke_dataset}",
+            "data.clip_seconds=0.05",
+            "--no-track",
+        ],
+        tmp_path,
+    )
+    assert_one_line_error(
+        result, "model convnext_atto/dsc cannot take one clip's log-mel (1, 1, 128, 6)"
+    )
+
+
 def test_sample_rate_mismatch(tmp_path, smoke_dataset):
     result = run_cli(
         ["train", "--preset", "smoke", f"data.path={smoke_dataset}", "audio.sample_rate=44100"],

@@ -1,13 +1,14 @@
 """The training epoch, shared between Ray Train workers and the dataset that plans it.
 
 Ray Train hands each worker one `DataIterator` for the whole run; every `iter_batches` call
-re-executes the same dataset inside Ray Data's split coordinator, which knows nothing of the
-epoch (its own execution counter restarts after a worker-group restart, and a pass cut short by
-the loop does not count). So the workers publish the epoch they are about to train in a small
-named actor, before they iterate; the coordinator starts an execution only once every worker
-has asked for the epoch's data, and the datasource reads the epoch then, when it plans its
-read tasks. The actor is created by the first worker that sets it and lives as long as that
-worker (each worker that sets it holds a handle), so a restarted worker group starts a new one.
+re-executes the same dataset, in Ray Data's split coordinator (several workers) or in the
+worker itself (one worker, `train.data_split`). Neither knows the epoch: Ray's execution
+counter restarts after a worker-group restart, and a pass cut short by the loop does not
+count. So the workers publish the epoch they are about to train in a small named actor,
+before they iterate; a split coordinator starts an execution only once every worker has asked
+for the epoch's data, and the datasource reads the epoch then, when it plans its read tasks.
+The actor is created by the first worker that sets it and lives as long as that worker (each
+worker that sets it holds a handle), so a restarted worker group starts a new one.
 """
 
 from __future__ import annotations

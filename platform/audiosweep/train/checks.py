@@ -103,9 +103,31 @@ def check_on_driver(cfg: TrialConfig) -> TrialConfig:
 
 
 def check_model_builds(cfg: TrialConfig, num_classes: int) -> None:
+    """Build the trial's model and run it once on one clip of the trial's input shape: a model
+    that builds but cannot take that shape (too few frames for its downsampling) fails here,
+    not in every worker after `train.max_failures` restarts."""
+    import torch
+
     from audiosweep.models import create_model_from_config
 
     try:
-        create_model_from_config(cfg, num_classes)
+        model = create_model_from_config(cfg, num_classes)
     except (ValueError, TypeError, KeyError) as err:
         raise ConfigError(f"model {cfg.case} cannot be built from model.*: {err}") from None
+    shape = (1, 1, cfg.audio.n_mels, input_frames(cfg))
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(shape))
+    except (RuntimeError, ValueError) as err:
+        raise ConfigError(
+            f"model {cfg.case} cannot take one clip's log-mel {shape} (data.clip_seconds="
+            f"{cfg.data.clip_seconds} at audio.hop_length={cfg.audio.hop_length} gives "
+            f"{shape[-1]} frames; use longer clips, a shorter hop or another arch): "
+            f"{' '.join(str(err).split())}"
+        ) from None
+
+
+def input_frames(cfg: TrialConfig) -> int:
+    """Spectrogram frames of one training clip (`data.clip_seconds`, resolved)."""
+    seconds = cfg.data.clip_seconds or 10.0
+    return cfg.audio.num_frames(round(seconds * cfg.audio.sample_rate))

@@ -19,6 +19,10 @@ class ExactEvalDataConfig(DataConfig):
     out by row count only, not by the node that read them (no shard locality; the shards are
     read from a shared file system or an object store anyway).
 
+    A single worker reads each dataset itself (`Dataset.iterator`, executed in the worker's
+    process) instead of through a one-way `streaming_split`: the same rows in the same order,
+    without the split's coordinator actor, a process of its own per dataset and trial.
+
     Ray Train configures one dataset per call, when the workers first ask for its shard.
     """
 
@@ -32,6 +36,8 @@ class ExactEvalDataConfig(DataConfig):
         return options
 
     def configure(self, datasets, world_size, worker_handles, worker_node_ids, **kwargs):
+        if world_size == 1:
+            return [{name: self._prepared(name, ds).iterator() for name, ds in datasets.items()}]
         output = [{} for _ in range(world_size)]
         for name, ds in datasets.items():
             if name != self._eval_name:
@@ -41,13 +47,18 @@ class ExactEvalDataConfig(DataConfig):
                 for i in range(world_size):
                     output[i].update(part[i])
                 continue
-            ds = ds.copy(ds)
-            if ds.name is None:
-                ds.set_name(name)
-            ds.context.execution_options = self._resolve_execution_options(name)
+            ds = self._prepared(name, ds)
             hints = worker_node_ids if self._enable_shard_locality else None
             for i, split in enumerate(
                 ds.streaming_split(world_size, equal=False, locality_hints=hints)
             ):
                 output[i][name] = split
         return output
+
+    def _prepared(self, name, ds):
+        """A copy of `ds` named and with the ingest options, as `DataConfig.configure` makes."""
+        ds = ds.copy(ds)
+        if ds.name is None:
+            ds.set_name(name)
+        ds.context.execution_options = self._resolve_execution_options(name)
+        return ds

@@ -1,0 +1,66 @@
+"""A single Ray Train worker reads its datasets itself: every row, in order, and no split
+coordinator actor (a process of its own per dataset) is started for it."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+import ray
+import ray.train
+from ray.train import RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+from ray.util.state import list_actors
+
+from audiosweep.train.data_split import ExactEvalDataConfig
+
+
+def _loop(config):
+    ids, kinds = {}, {}
+    for name in ("train", "eval"):
+        shard = ray.train.get_dataset_shard(name)
+        kinds[name] = type(shard).__name__
+        ids[name] = [
+            int(i) for b in shard.iter_batches(batch_size=3, batch_format="numpy") for i in b["id"]
+        ]
+    directory = tempfile.mkdtemp()  # Result.metrics comes with a checkpoint
+    Path(directory, "done").write_text("1")
+    ray.train.report(
+        {"ids": ids, "kinds": kinds}, checkpoint=ray.train.Checkpoint.from_directory(directory)
+    )
+
+
+def _split_coordinators(address: str) -> int:
+    found = list_actors(
+        address=address, filters=[("class_name", "=", "SplitCoordinator")], limit=10_000
+    )
+    return len(found)
+
+
+def _slow_when_odd(batch):
+    import time
+
+    # Odd blocks finish later: only the ingest options' preserve_order keeps the row order.
+    time.sleep(0.2 * (int(batch["id"][0]) % 2))
+    return batch
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_one_worker_reads_every_row_in_order_without_a_split_coordinator(
+    ray_client, ray_address, tmp_path
+):
+    train = ray.data.range(24, override_num_blocks=8).map_batches(_slow_when_odd, batch_size=None)
+    eval_ = ray.data.range(7, override_num_blocks=7).map_batches(_slow_when_odd, batch_size=None)
+    before = _split_coordinators(ray_address)
+    result = TorchTrainer(
+        _loop,
+        scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": 0.5}),
+        run_config=RunConfig(name="one-worker", storage_path=str(tmp_path)),
+        datasets={"train": train, "eval": eval_},
+        dataset_config=ExactEvalDataConfig(),
+    ).fit()
+    assert result.metrics["ids"] == {"train": list(range(24)), "eval": list(range(7))}
+    assert set(result.metrics["kinds"].values()) == {"DataIteratorImpl"}
+    assert _split_coordinators(ray_address) == before
