@@ -37,12 +37,29 @@ os.environ["PATH"] = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` distinct free ports: all sockets stay bound until every port is picked (ports picked
+    one at a time may repeat, and two services then collide on one)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
 
 
 REPO = Path(__file__).resolve().parents[1]
+_PORT_VARIABLES = (
+    "AUDIOSWEEP_RAY_PORT",
+    "AUDIOSWEEP_RAY_CLIENT_PORT",
+    "AUDIOSWEEP_DASHBOARD_PORT",
+    "AUDIOSWEEP_MLFLOW_PORT",
+    "AUDIOSWEEP_RAY_AGENT_GRPC_PORT",
+    "AUDIOSWEEP_RAY_RUNTIME_ENV_PORT",
+    "AUDIOSWEEP_RAY_METRICS_PORT",
+)
 
 
 def parse_exports(text: str) -> dict[str, str]:
@@ -67,18 +84,7 @@ def local_services() -> dict[str, str]:
         AUDIOSWEEP_NUM_GPUS="0",
         # Free ports instead of Ray's fixed defaults, which another Ray instance on the host
         # (e.g. `make up`) may hold: a dashboard agent that cannot bind refuses job submission.
-        **{
-            name: str(free_port())
-            for name in (
-                "AUDIOSWEEP_RAY_PORT",
-                "AUDIOSWEEP_RAY_CLIENT_PORT",
-                "AUDIOSWEEP_DASHBOARD_PORT",
-                "AUDIOSWEEP_MLFLOW_PORT",
-                "AUDIOSWEEP_RAY_AGENT_GRPC_PORT",
-                "AUDIOSWEEP_RAY_RUNTIME_ENV_PORT",
-                "AUDIOSWEEP_RAY_METRICS_PORT",
-            )
-        },
+        **{name: str(port) for name, port in zip(_PORT_VARIABLES, free_ports(7), strict=True)},
     )
     assert Path(os.environ["RAY_TMPDIR"]) == _SESSION_ROOT / "ray"
     try:

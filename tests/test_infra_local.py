@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, parse_exports
+from conftest import free_ports, parse_exports
 
 REPO = Path(__file__).resolve().parents[1]
 UP = REPO / "infra" / "local" / "up.sh"
@@ -92,12 +92,13 @@ def _run(cmd: list[str], env: dict[str, str], timeout: float) -> subprocess.Comp
 @pytest.mark.timeout(420)
 def test_up_is_healthy_loopback_idempotent_and_down_stops_it(tmp_path: Path) -> None:
     state = tmp_path / "infra-state"
-    ports = {
-        "AUDIOSWEEP_RAY_PORT": free_port(),
-        "AUDIOSWEEP_RAY_CLIENT_PORT": free_port(),
-        "AUDIOSWEEP_DASHBOARD_PORT": free_port(),
-        "AUDIOSWEEP_MLFLOW_PORT": free_port(),
-    }
+    names = (
+        "AUDIOSWEEP_RAY_PORT",
+        "AUDIOSWEEP_RAY_CLIENT_PORT",
+        "AUDIOSWEEP_DASHBOARD_PORT",
+        "AUDIOSWEEP_MLFLOW_PORT",
+    )
+    ports = dict(zip(names, free_ports(4), strict=True))
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
     env.update({k: str(v) for k, v in ports.items()}, AUDIOSWEEP_STATE=str(state))
     dash, mlflow_port, gcs = (
@@ -203,13 +204,13 @@ def test_up_refuses_a_busy_port_before_starting_anything(
     state = tmp_path / "infra-state"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUDIOSWEEP_")}
     env["AUDIOSWEEP_STATE"] = str(state)
-    for name in (
+    names = (
         "AUDIOSWEEP_RAY_PORT",
         "AUDIOSWEEP_RAY_CLIENT_PORT",
         "AUDIOSWEEP_DASHBOARD_PORT",
         "AUDIOSWEEP_MLFLOW_PORT",
-    ):
-        env[name] = str(free_port())
+    )
+    env.update(zip(names, map(str, free_ports(4)), strict=True))
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -222,11 +223,12 @@ def test_up_refuses_a_busy_port_before_starting_anything(
 
 
 def test_up_refuses_ray_ports_in_the_worker_port_range(tmp_path: Path) -> None:
+    ray_port, client_port = free_ports(2)
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUDIOSWEEP_")}
     env.update(
         AUDIOSWEEP_STATE=str(tmp_path / "s"),
-        AUDIOSWEEP_RAY_PORT=str(free_port()),
-        AUDIOSWEEP_RAY_CLIENT_PORT=str(free_port()),
+        AUDIOSWEEP_RAY_PORT=str(ray_port),
+        AUDIOSWEEP_RAY_CLIENT_PORT=str(client_port),
         AUDIOSWEEP_DASHBOARD_PORT="12345",
     )
     result = _run(["bash", str(UP)], env, timeout=60)
