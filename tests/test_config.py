@@ -31,6 +31,17 @@ def test_overrides_are_parsed_as_yaml_and_typed():
     assert cfg.case == "convnext_tiny/dcls_gauss"
 
 
+def test_clip_samples_and_frames_of_the_demo_and_the_paper():
+    from audiosweep.train.checks import input_frames
+
+    demo = load_preset("demo").with_overrides(["data.clip_seconds=5.12"])
+    assert demo.clip_samples() == 81920  # 5.12 s at 16 kHz
+    assert input_frames(demo) == 129  # 81920 // 640 + 1, a centred STFT
+    paper = TrialConfig()  # clip length not yet resolved from a manifest: AudioSet's 10 s
+    assert paper.data.clip_seconds is None
+    assert (paper.clip_samples(), input_frames(paper)) == (320000, 1001)  # 10 s at 32 kHz
+
+
 def test_unknown_key_names_the_key_and_suggests():
     with pytest.raises(ConfigError, match=r"optim\.lrr.*did you mean 'lr'"):
         TrialConfig().with_overrides(["optim.lrr=1"])

@@ -307,12 +307,11 @@ def _epoch_order_loop(config):
     import ray.train
     import torch
 
-    from audiosweep.data import EpochClock
     from audiosweep.train.batches import iterate
 
     rank = ray.train.get_context().get_world_rank()
     shard = ray.train.get_dataset_shard("train")
-    clock = EpochClock(config["clock"])
+    clock = config["clock"]
     seen = {}
     for epoch in range(2):
         clock.set(epoch)
@@ -344,7 +343,7 @@ def test_train_workers_read_each_epochs_plan(ray_client, sorted_dataset, tmp_pat
     kw = {"seed": 7, "sampling": "balanced", "samples_per_epoch": 128, "with_clip_id": True}
     TorchTrainer(
         _epoch_order_loop,
-        train_loop_config={"clock": clock.name, "out": str(out)},
+        train_loop_config={"clock": clock, "out": str(out)},
         scaling_config=ScalingConfig(num_workers=2, resources_per_worker={"CPU": 0.5}),
         datasets={"train": read_split(sorted_dataset, "train", epoch=clock, **kw)},
         run_config=RunConfig(storage_path=str(tmp_path / "runs"), name="epoch-order"),
@@ -357,6 +356,61 @@ def test_train_workers_read_each_epochs_plan(ray_client, sorted_dataset, tmp_pat
         assert len(parts[0]) == len(parts[1]) == 64  # the default split is equal
         assert Counter(parts[0] + parts[1]) == expected
     assert Counter(seen[0]["0"] + seen[1]["0"]) != Counter(seen[0]["1"] + seen[1]["1"])
+
+
+def _clock_actors(address: str) -> int:
+    from ray.util.state import list_actors
+
+    return len(list_actors(address=address, filters=[("class_name", "=", "_Clock")], limit=10_000))
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(600)
+def test_one_worker_reads_each_epochs_plan_from_an_unshared_clock(
+    ray_client, ray_address, sorted_dataset, tmp_path
+):
+    """One Ray Train worker with the trainer's data config plans its train split itself, so an
+    unshared clock (no actor) gives it each epoch's plan of (seed, epoch)."""
+    import json
+
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from audiosweep.data import EpochClock
+    from audiosweep.train.data_split import ExactEvalDataConfig
+
+    ray_client.data.DataContext.get_current().enable_progress_bars = False
+    clock = EpochClock.new(shared=False)
+    out = tmp_path / "seen"
+    out.mkdir()
+    kw = {"seed": 7, "sampling": "balanced", "samples_per_epoch": 128, "with_clip_id": True}
+    before = _clock_actors(ray_address)
+    TorchTrainer(
+        _epoch_order_loop,
+        train_loop_config={"clock": clock, "out": str(out)},
+        scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": 0.5}),
+        datasets={"train": read_split(sorted_dataset, "train", epoch=clock, **kw)},
+        dataset_config=ExactEvalDataConfig(),
+        run_config=RunConfig(storage_path=str(tmp_path / "runs"), name="epoch-order-one"),
+    ).fit()
+    seen = json.loads((out / "0.json").read_text())
+    for epoch in (0, 1):  # 128 draws make one read task: the plan's order, row for row
+        source = _source(sorted_dataset, balanced=True, samples=128, epoch=epoch)
+        assert seen[str(epoch)] == _run_tasks(source, 1)
+    assert Counter(seen["0"]) != Counter(seen["1"])
+    assert _clock_actors(ray_address) == before
+
+
+def test_an_unshared_clock_never_set_in_the_planning_process_names_the_fix(sorted_dataset):
+    from audiosweep.data import EpochClock
+
+    clock = EpochClock.new(shared=False)
+    source = _source(sorted_dataset, balanced=False, samples=None, epoch=clock)
+    assert source.resolve_epoch(None) == 0  # Ray's metadata probes, before any epoch
+    with pytest.raises(RuntimeError, match=r"never set in the process.*shared=True"):
+        source.get_read_tasks(1, data_context=object())
+    clock.set(3)
+    assert source.resolve_epoch(object()) == 3
 
 
 def test_sampling_ablation_space_crosses_sampling_with_dsc_and_dcls():

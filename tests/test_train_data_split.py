@@ -64,3 +64,21 @@ def test_one_worker_reads_every_row_in_order_without_a_split_coordinator(
     assert result.metrics["ids"] == {"train": list(range(24)), "eval": list(range(7))}
     assert set(result.metrics["kinds"].values()) == {"DataIteratorImpl"}
     assert _split_coordinators(ray_address) == before
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_trainer_shares_its_epoch_clock_only_between_several_workers(
+    ray_client, smoke_dataset, tmp_path, workers
+):
+    """One worker plans its train split in its own process (above), so its clock is a value
+    there; several workers' split coordinator reads a shared one (an actor)."""
+    from audiosweep.config import load_preset
+    from audiosweep.train.checks import resolve_trial
+    from audiosweep.train.trainer import build_trainer
+
+    cfg = load_preset("smoke").with_overrides(
+        [f"data.path={smoke_dataset}", f"train.num_workers={workers}"]
+    )
+    cfg, _ = resolve_trial(cfg)
+    trainer = build_trainer(cfg, run_root=str(tmp_path), name=f"clock-{workers}")
+    assert trainer.train_loop_config["epoch_clock"].shared is (workers > 1)

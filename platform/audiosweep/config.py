@@ -233,6 +233,12 @@ class TrialConfig:
     def case(self) -> str:
         return f"{self.model.arch}/{self.model.conv}"
 
+    def clip_samples(self) -> int:
+        """Samples of one clip as the model sees it: ``data.clip_seconds`` (the dataset's once
+        resolved; AudioSet's 10 s before) at ``audio.sample_rate``, rounded as the reader
+        pads and cuts."""
+        return round((self.data.clip_seconds or 10.0) * self.audio.sample_rate)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

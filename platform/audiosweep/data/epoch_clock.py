@@ -9,6 +9,10 @@ before they iterate; a split coordinator starts an execution only once every wor
 for the epoch's data, and the datasource reads the epoch then, when it plans its read tasks.
 The actor is created by the first worker that sets it and lives as long as that worker (each
 worker that sets it holds a handle), so a restarted worker group starts a new one.
+
+A single worker plans its dataset in its own process, so its clock need not be shared: an
+unshared clock (``shared=False``) is a value in the process that sets it, and costs no actor
+(a Python process of its own for every trial).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from typing import Any
 NAMESPACE = "audiosweep"
 # Ray ends a named actor once no handle to it is left: each setting process keeps one.
 _HANDLES: dict[str, Any] = {}
+# Unshared clocks: the epoch each was last set to in this process.
+_LOCAL: dict[str, int] = {}
 
 
 class _Clock:
@@ -35,20 +41,25 @@ class _Clock:
 
 @dataclass(frozen=True)
 class EpochClock:
-    """A named epoch counter: workers :meth:`set` it, the train dataset :meth:`get`\\ s it."""
+    """A named epoch counter: workers :meth:`set` it, the train dataset :meth:`get`\\ s it;
+    ``shared`` (an actor) when the dataset is planned in another process than the worker's."""
 
     name: str
+    shared: bool = True
 
     @classmethod
-    def new(cls) -> EpochClock:
-        return cls(f"epoch-clock-{uuid.uuid4().hex}")
+    def new(cls, *, shared: bool = True) -> EpochClock:
+        return cls(f"epoch-clock-{uuid.uuid4().hex}", shared)
 
     def open(self) -> Any:
-        """This process's handle to the actor, created if no process has yet. Returns without
-        waiting for the actor to start: a worker opens the clock before it builds its model, so
-        the actor's process starts meanwhile instead of when the first epoch waits on it."""
+        """This process's handle to the actor, created if no process has yet (None for an
+        unshared clock). Returns without waiting for the actor to start: a worker opens the
+        clock before it builds its model, so the actor's process starts meanwhile instead of
+        when the first epoch waits on it."""
         import ray
 
+        if not self.shared:
+            return None
         actor = _HANDLES.get(self.name)
         if actor is None:
             actor = (
@@ -62,12 +73,18 @@ class EpochClock:
     def set(self, epoch: int) -> None:
         import ray
 
+        if not self.shared:
+            _LOCAL[self.name] = int(epoch)
+            return
         ray.get(self.open().set.remote(int(epoch)))
 
     def get(self) -> int | None:
-        """The epoch last set, or None when no worker has set one yet."""
+        """The epoch last set, or None when no worker has set one yet (for an unshared clock:
+        none in this process)."""
         import ray
 
+        if not self.shared:
+            return _LOCAL.get(self.name)
         try:
             actor = ray.get_actor(self.name, namespace=NAMESPACE)
         except ValueError:

@@ -149,9 +149,11 @@ class PlannedParquetDatasource(Datasource):
             # Ray's metadata probes (at construction, in the optimizer) read nothing; every
             # epoch has the same row count, so any epoch describes the dataset.
             return 0
+        where = "" if self._epoch.shared else " in the process that plans this dataset"
         raise RuntimeError(
-            f"epoch clock {self._epoch.name!r} was never set: the training loop must call "
-            "EpochClock.set(epoch) before iterating the train dataset"
+            f"epoch clock {self._epoch.name!r} was never set{where}: the training loop must "
+            "call EpochClock.set(epoch) before iterating the train dataset"
+            + ("" if self._epoch.shared else " (several workers need EpochClock.new(shared=True))")
         )
 
     def plan(self, epoch: int) -> EpochPlan:

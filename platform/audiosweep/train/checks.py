@@ -129,5 +129,4 @@ def check_model_builds(cfg: TrialConfig, num_classes: int) -> None:
 
 def input_frames(cfg: TrialConfig) -> int:
     """Spectrogram frames of one training clip (`data.clip_seconds`, resolved)."""
-    seconds = cfg.data.clip_seconds or 10.0
-    return cfg.audio.num_frames(round(seconds * cfg.audio.sample_rate))
+    return cfg.audio.num_frames(cfg.clip_samples())

@@ -82,7 +82,7 @@ def build_inputs(cfg: TrialConfig, *, device: torch.device, activation: str) -> 
         linear_augment=RandomErasing(p=aug.erasing_p, inplace=True) if aug.erasing_p > 0 else None,
     ).to(device)
     waveform_augment = WaveformAugment(
-        length=int(round((cfg.data.clip_seconds or 10.0) * cfg.audio.sample_rate)),
+        length=cfg.clip_samples(),
         roll=aug.roll,
         speed=aug.speed_p > 0,
         speed_p=aug.speed_p,

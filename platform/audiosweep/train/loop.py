@@ -44,9 +44,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     device = ray.train.torch.get_device()
     torch.set_num_threads(max(1, int(cfg.train.cpus_per_worker)))
     log = print if rank == 0 else None
-    # The epoch clock and, with several workers, the shards' split coordinators are actors of
+    # With several workers the epoch clock and the shards' split coordinators are actors of
     # their own: asked for first, their processes start while the model is built.
-    epoch_clock = EpochClock(config["epoch_clock"]) if config.get("epoch_clock") else None
+    epoch_clock: EpochClock | None = config.get("epoch_clock")
     if epoch_clock is not None:
         epoch_clock.open()
     train_shard = ray.train.get_dataset_shard("train")

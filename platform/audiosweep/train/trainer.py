@@ -75,8 +75,10 @@ def build_trainer(
     run_dir.makedirs()
     run_dir.write_text(CONFIG_FILE, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     # The workers set the clock before each epoch; the train split is then read in that epoch's
-    # order (and draws), planned from (seed, epoch).
-    epoch_clock = EpochClock.new()
+    # order (and draws), planned from (seed, epoch). A single worker plans its own dataset
+    # (`ExactEvalDataConfig`), so its clock lives in its process; several workers' train split
+    # is planned by a split coordinator, which reads a shared clock (an actor).
+    epoch_clock = EpochClock.new(shared=cfg.train.num_workers > 1)
     datasets = {
         "train": read_split(
             cfg.data.path,
@@ -112,7 +114,7 @@ def build_trainer(
             "train_rows": rows_per_epoch(
                 info.rows(cfg.data.train_split), cfg.data.sampling, cfg.data.samples_per_epoch
             ),
-            "epoch_clock": epoch_clock.name,
+            "epoch_clock": epoch_clock,
         },
         scaling_config=ScalingConfig(
             num_workers=cfg.train.num_workers, use_gpu=gpus > 0, resources_per_worker=resources
