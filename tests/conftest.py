@@ -50,12 +50,31 @@ def free_ports(n: int) -> list[int]:
         return [s.getsockname()[1] for s in sockets]
 
 
+def free_port_env(names: tuple[str, ...]) -> dict[str, str]:
+    """Each of `names` (port variables of infra/local/up.sh or infra/sim/up.sh) set to its own
+    free port."""
+    return {name: str(port) for name, port in zip(names, free_ports(len(names)), strict=True)}
+
+
+def count_actors(address: str, class_name: str) -> int:
+    """Actors of `class_name` the cluster at `address` has started, alive or dead (state API)."""
+    from ray.util.state import list_actors
+
+    return len(
+        list_actors(address=address, filters=[("class_name", "=", class_name)], limit=10_000)
+    )
+
+
 REPO = Path(__file__).resolve().parents[1]
-_PORT_VARIABLES = (
+# The ports every service set binds: GCS, Ray client, dashboard, MLflow.
+SERVICE_PORT_VARIABLES = (
     "AUDIOSWEEP_RAY_PORT",
     "AUDIOSWEEP_RAY_CLIENT_PORT",
     "AUDIOSWEEP_DASHBOARD_PORT",
     "AUDIOSWEEP_MLFLOW_PORT",
+)
+_PORT_VARIABLES = (
+    *SERVICE_PORT_VARIABLES,
     "AUDIOSWEEP_RAY_AGENT_GRPC_PORT",
     "AUDIOSWEEP_RAY_RUNTIME_ENV_PORT",
     "AUDIOSWEEP_RAY_METRICS_PORT",
@@ -84,7 +103,7 @@ def local_services() -> dict[str, str]:
         AUDIOSWEEP_NUM_GPUS="0",
         # Free ports instead of Ray's fixed defaults, which another Ray instance on the host
         # (e.g. `make up`) may hold: a dashboard agent that cannot bind refuses job submission.
-        **{name: str(port) for name, port in zip(_PORT_VARIABLES, free_ports(7), strict=True)},
+        **free_port_env(_PORT_VARIABLES),
     )
     assert Path(os.environ["RAY_TMPDIR"]) == _SESSION_ROOT / "ray"
     try:

@@ -24,6 +24,7 @@ from audiosweep.data.planned_source import PlannedParquetDatasource
 from audiosweep.data.row_groups import row_weights, scan_row_groups
 from audiosweep.data.sampling import plan_epoch
 from audiosweep.data.writer import DatasetWriter, Row
+from conftest import count_actors
 
 SR = 8000
 # Rows per primary class, written sorted by class (the worst case for a file-order reader).
@@ -358,12 +359,6 @@ def test_train_workers_read_each_epochs_plan(ray_client, sorted_dataset, tmp_pat
     assert Counter(seen[0]["0"] + seen[1]["0"]) != Counter(seen[0]["1"] + seen[1]["1"])
 
 
-def _clock_actors(address: str) -> int:
-    from ray.util.state import list_actors
-
-    return len(list_actors(address=address, filters=[("class_name", "=", "_Clock")], limit=10_000))
-
-
 @pytest.mark.integration
 @pytest.mark.timeout(600)
 def test_one_worker_reads_each_epochs_plan_from_an_unshared_clock(
@@ -384,7 +379,7 @@ def test_one_worker_reads_each_epochs_plan_from_an_unshared_clock(
     out = tmp_path / "seen"
     out.mkdir()
     kw = {"seed": 7, "sampling": "balanced", "samples_per_epoch": 128, "with_clip_id": True}
-    before = _clock_actors(ray_address)
+    before = count_actors(ray_address, "_Clock")
     TorchTrainer(
         _epoch_order_loop,
         train_loop_config={"clock": clock, "out": str(out)},
@@ -398,7 +393,7 @@ def test_one_worker_reads_each_epochs_plan_from_an_unshared_clock(
         source = _source(sorted_dataset, balanced=True, samples=128, epoch=epoch)
         assert seen[str(epoch)] == _run_tasks(source, 1)
     assert Counter(seen["0"]) != Counter(seen["1"])
-    assert _clock_actors(ray_address) == before
+    assert count_actors(ray_address, "_Clock") == before
 
 
 def test_an_unshared_clock_never_set_in_the_planning_process_names_the_fix(sorted_dataset):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_ports, parse_exports
+from conftest import SERVICE_PORT_VARIABLES, free_port_env, free_ports, parse_exports
 
 REPO = Path(__file__).resolve().parents[1]
 UP = REPO / "infra" / "local" / "up.sh"
@@ -92,13 +92,7 @@ def _run(cmd: list[str], env: dict[str, str], timeout: float) -> subprocess.Comp
 @pytest.mark.timeout(420)
 def test_up_is_healthy_loopback_idempotent_and_down_stops_it(tmp_path: Path) -> None:
     state = tmp_path / "infra-state"
-    names = (
-        "AUDIOSWEEP_RAY_PORT",
-        "AUDIOSWEEP_RAY_CLIENT_PORT",
-        "AUDIOSWEEP_DASHBOARD_PORT",
-        "AUDIOSWEEP_MLFLOW_PORT",
-    )
-    ports = dict(zip(names, free_ports(4), strict=True))
+    ports = dict(zip(SERVICE_PORT_VARIABLES, free_ports(4), strict=True))
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
     env.update({k: str(v) for k, v in ports.items()}, AUDIOSWEEP_STATE=str(state))
     dash, mlflow_port, gcs = (
@@ -204,13 +198,7 @@ def test_up_refuses_a_busy_port_before_starting_anything(
     state = tmp_path / "infra-state"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUDIOSWEEP_")}
     env["AUDIOSWEEP_STATE"] = str(state)
-    names = (
-        "AUDIOSWEEP_RAY_PORT",
-        "AUDIOSWEEP_RAY_CLIENT_PORT",
-        "AUDIOSWEEP_DASHBOARD_PORT",
-        "AUDIOSWEEP_MLFLOW_PORT",
-    )
-    env.update(zip(names, map(str, free_ports(4)), strict=True))
+    env.update(free_port_env(SERVICE_PORT_VARIABLES))
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import VENV_BIN, free_ports, parse_exports
+from conftest import SERVICE_PORT_VARIABLES, VENV_BIN, free_port_env, parse_exports
 from test_sweep_integration import _client, _runs
 
 pytestmark = pytest.mark.integration
@@ -39,15 +39,11 @@ def sim_cluster(tmp_path_factory) -> dict[str, str]:
     """infra/sim/up.sh on free ports and a private state folder; infra/sim/down.sh after this
     module's tests (an idle simulated cluster would slow every test after it on 2 cores)."""
     state = tmp_path_factory.mktemp("sim") / "state"
-    ray_port, client_port, dashboard_port, mlflow_port = free_ports(4)
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
     env.update(
+        free_port_env(SERVICE_PORT_VARIABLES),
         AUDIOSWEEP_STATE=str(state),
         AUDIOSWEEP_VENV_BIN=str(VENV_BIN),
-        AUDIOSWEEP_RAY_PORT=str(ray_port),
-        AUDIOSWEEP_RAY_CLIENT_PORT=str(client_port),
-        AUDIOSWEEP_DASHBOARD_PORT=str(dashboard_port),
-        AUDIOSWEEP_MLFLOW_PORT=str(mlflow_port),
     )
     try:
         up = subprocess.run(

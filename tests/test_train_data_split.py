@@ -11,9 +11,9 @@ import ray
 import ray.train
 from ray.train import RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
-from ray.util.state import list_actors
 
 from audiosweep.train.data_split import ExactEvalDataConfig
+from conftest import count_actors
 
 
 def _loop(config):
@@ -31,13 +31,6 @@ def _loop(config):
     )
 
 
-def _split_coordinators(address: str) -> int:
-    found = list_actors(
-        address=address, filters=[("class_name", "=", "SplitCoordinator")], limit=10_000
-    )
-    return len(found)
-
-
 def _slow_when_odd(batch):
     import time
 
@@ -53,7 +46,7 @@ def test_one_worker_reads_every_row_in_order_without_a_split_coordinator(
 ):
     train = ray.data.range(24, override_num_blocks=8).map_batches(_slow_when_odd, batch_size=None)
     eval_ = ray.data.range(7, override_num_blocks=7).map_batches(_slow_when_odd, batch_size=None)
-    before = _split_coordinators(ray_address)
+    before = count_actors(ray_address, "SplitCoordinator")
     result = TorchTrainer(
         _loop,
         scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": 0.5}),
@@ -63,7 +56,7 @@ def test_one_worker_reads_every_row_in_order_without_a_split_coordinator(
     ).fit()
     assert result.metrics["ids"] == {"train": list(range(24)), "eval": list(range(7))}
     assert set(result.metrics["kinds"].values()) == {"DataIteratorImpl"}
-    assert _split_coordinators(ray_address) == before
+    assert count_actors(ray_address, "SplitCoordinator") == before
 
 
 @pytest.mark.parametrize("workers", [1, 2])
