@@ -88,3 +88,10 @@ def test_bad_preset_file_names_the_file(tmp_path):
     bad.write_text("train: {epochz: 3}\n")
     with pytest.raises(ConfigError, match=r"bad\.yaml.*train\.epochz"):
         load_preset(str(bad))
+
+
+def test_in_process_needs_exactly_one_worker() -> None:
+    with pytest.raises(ConfigError, match=r"train\.in_process runs one worker.*num_workers is 2"):
+        load_preset("smoke", ["train.in_process=true"])
+    cfg = load_preset("smoke", ["train.in_process=true", "train.num_workers=1"])
+    assert cfg.train.in_process and cfg.train.num_workers == 1

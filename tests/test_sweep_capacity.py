@@ -173,3 +173,19 @@ def test_the_autoscaler_config_is_found_for_this_gcs_only(tmp_path: Path) -> Non
     assert _autoscaler_config_path("127.0.0.1:7000", proc) == str(theirs)
     assert _autoscaler_config_path("127.0.0.1:1", proc) is None
     assert _autoscaler_config_path(None, proc) is None
+
+
+def test_a_trial_run_in_process_holds_its_worker_and_driver_as_one_bundle() -> None:
+    demo = load_preset("demo", [])
+    assert demo.train.in_process
+    needs = TrialNeeds.of(demo, 0.0)
+    assert needs.worker == {"CPU": 0.51} and needs.driver_cpus == 0.0
+    assert "in its driver's process" in needs.describe()
+    two_cores = [NodeType("local", {"CPU": 2.0}, 1)]
+    # 2 x (0.5 + 0.01 + 0.4 for data) = 1.82 of 2 CPUs; a third trial does not fit.
+    assert max_concurrent_trials(demo, Capacity(two_cores, "test")) == 2
+    # Its driver and worker cannot be split over two nodes with half the room each.
+    halves = [NodeType("half", {"CPU": 0.5}, 4)]
+    one = demo.with_overrides({"sweep.data_cpus": 0.2, "data.task_cpus": 0.2})
+    with pytest.raises(ConfigError, match="more than any node type offers"):
+        max_concurrent_trials(one, Capacity(halves, "test"))

@@ -186,8 +186,18 @@ class TrainConfig:
     # ModelEmaV3); None: off, as in the paper's recipe. On: each epoch also evaluates the
     # average (eval_map_ema), and checkpoints hold it.
     ema_decay: float | None = None
+    # One worker only: run the worker loop in the trial's own process instead of in Ray Train's
+    # controller and worker actors (`train/in_process.py`): the same loop, data, checkpoints,
+    # resumption and retries, without the actors' start-up (about half of a 2-core demo
+    # trial's fixed cost, README).
+    in_process: bool = False
 
     def __post_init__(self) -> None:
+        if self.in_process and self.num_workers != 1:
+            raise ConfigError(
+                f"train.in_process runs one worker, but train.num_workers is {self.num_workers}: "
+                "set train.num_workers=1 or train.in_process=false"
+            )
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ConfigError(f"train.ema_decay must be in (0, 1) or null, not {self.ema_decay}")
 

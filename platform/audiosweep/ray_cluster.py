@@ -101,6 +101,26 @@ def quiet_data_progress() -> None:
 
 
 @contextlib.contextmanager
+def data_console_quiet() -> Iterator[None]:
+    """Ray Data's INFO lines (three per dataset execution, two executions per epoch) kept out
+    of this process's console, still in its ray-data.log: a training loop that runs here (not
+    in a Ray worker, whose console is a log file) would otherwise bury its own epoch lines."""
+    import logging
+
+    import ray.data  # noqa: F401 - configures the "ray.data" logger and its handlers
+
+    consoles = [h for h in logging.getLogger("ray.data").handlers if h.name == "console"]
+    levels = [h.level for h in consoles]
+    for handler in consoles:
+        handler.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for handler, level in zip(consoles, levels, strict=True):
+            handler.setLevel(level)
+
+
+@contextlib.contextmanager
 def cwd_kept(path: str) -> Iterator[None]:
     """Run in `path`, a folder that outlives the job: Tune resolves paths against the working
     directory, and on a simulated cluster (infra/sim/) every node shares one session folder,

@@ -184,6 +184,23 @@ class Folder:
             while chunk := src.read(_CHUNK):
                 dst.write(chunk)
 
+    def upload_folder(self, source: Path, name: str) -> None:
+        """Copy a local folder in as `name`. A local copy is made under a temporary name and
+        renamed, so it is never seen half-written; an object store has no rename, so readers
+        of a remote copy must learn from elsewhere that it is complete."""
+        if not self.remote:
+            target = Path(self.location, name)
+            tmp = target.with_name(f".{target.name}.tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(source, tmp)
+            tmp.replace(target)
+            return
+        import pyarrow.fs
+
+        pyarrow.fs.copy_files(
+            str(source), self._remote(name), destination_filesystem=self._filesystem()
+        )
+
     def local_file(self, name: str, scratch: Path) -> Path | None:
         """A local path with the file's content (itself when local, else a copy in
         `scratch`); None if there is no such file."""

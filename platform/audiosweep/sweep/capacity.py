@@ -59,17 +59,27 @@ class TrialNeeds:
         worker = {"CPU": cfg.train.cpus_per_worker}
         if gpus_per_worker:
             worker["GPU"] = gpus_per_worker
+        driver_cpus = TRIAL_DRIVER_CPU
+        if cfg.train.in_process:  # the driver is the worker: one bundle for both
+            worker["CPU"] += driver_cpus
+            driver_cpus = 0.0
         return cls(
             workers=cfg.train.num_workers,
             worker=worker,
             data_cpus=cfg.sweep.data_cpus,
             data_task_cpus=cfg.data.task_cpus,
+            driver_cpus=driver_cpus,
         )
 
     def describe(self) -> str:
+        driver = (
+            f"+ {self.driver_cpus:g} CPU for its driver"
+            if self.driver_cpus
+            else "(in its driver's process)"
+        )
         return (
             f"{self.workers} workers x {_fmt(self.worker)} + {self.data_cpus:g} CPU for data "
-            f"+ {self.driver_cpus:g} CPU for its driver"
+            + driver
         )
 
 

@@ -1,13 +1,16 @@
 """The Tune function trainable: one trial = one multi-worker Ray Train run, tracked in MLflow.
 
 Ray Train V2 trainers are not Tune trainables; this function builds the `TorchTrainer` inside
-the Tune trial and forwards rank 0's reports to Tune with `TuneReportCallback`.
+the Tune trial and forwards rank 0's reports to Tune with `TuneReportCallback`. A trial run in
+process (``train.in_process``) reports to Tune directly, from this process.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+from ray.train.v2.api.callback import UserCallback
 
 from audiosweep.config import TrialConfig
 from audiosweep.sweep.trial_run import TrialRun
@@ -99,7 +102,10 @@ def run_trial_in_tune(config: dict[str, Any], context: SweepContext) -> dict[str
         name=trial.name,
         # MLflow logs an epoch before Tune sees it: a scheduler that stops the trial on that
         # report (ASHA) ends the trial's actor, and callbacks after Tune's would not run.
-        callbacks=[*trial_run.callbacks(), TuneReportCallback()],
+        callbacks=[
+            *trial_run.callbacks(),
+            TuneReportHere() if cfg.train.in_process else TuneReportCallback(),
+        ],
     )
     try:
         result = trainer.fit()
@@ -109,3 +115,17 @@ def run_trial_in_tune(config: dict[str, Any], context: SweepContext) -> dict[str
     summary = trial_run.finish(result, trial.dir)
     final = result.metrics or {}
     return {**summary, "epoch": final.get("epoch"), "eval_map": final.get("eval_map")}
+
+
+class TuneReportHere(UserCallback):
+    """`TuneReportCallback` for a run whose loop reports in the Tune trial's own process: the
+    same metrics and checkpoint path, handed to `ray.tune.report` without its queue actor."""
+
+    def after_report(self, run_context, metrics, checkpoint) -> None:
+        from ray import tune
+        from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
+
+        row = dict(metrics[0])
+        if checkpoint is not None:
+            row[CHECKPOINT_PATH_KEY] = checkpoint.path
+        tune.report(row)

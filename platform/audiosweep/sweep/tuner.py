@@ -104,10 +104,8 @@ def run_sweep(
         parent_run_id=parent_id,
         git_commit=commit,
     )
-    # The trial function only waits on its TorchTrainer, whose workers hold the real
-    # resources; Tune refuses an empty bundle, so it reserves a token CPU fraction.
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial_in_tune, context=context), {"cpu": TRIAL_DRIVER_CPU}
+        tune.with_parameters(run_trial_in_tune, context=context), trial_driver_resources(base)
     )
     Folder(plan.layout.dir).makedirs()
     storage = plan.layout.dir  # Tune's state goes to <storage>/tune: a path or a URI
@@ -180,6 +178,16 @@ def run_sweep(
             f"[audiosweep] {len(errors)} trial(s) failed; finished ones are kept. First error:\n{errors[0]}"
         )
     return rep
+
+
+def trial_driver_resources(base: TrialConfig) -> dict[str, float]:
+    """What the Tune trial's own actor reserves. It only waits on its TorchTrainer, whose
+    workers hold the real resources, so a token CPU fraction (Tune refuses an empty bundle);
+    run in process, it is the worker as well."""
+    if not base.train.in_process:
+        return {"cpu": TRIAL_DRIVER_CPU}
+    gpus = base.train.gpus_per_worker or 0
+    return {"cpu": base.train.cpus_per_worker + TRIAL_DRIVER_CPU, **({"gpu": gpus} if gpus else {})}
 
 
 # Tune warns whenever a step of its loop takes over 0.5 s (`TUNE_WARN_THRESHOLD_S`). With

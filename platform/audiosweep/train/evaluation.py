@@ -8,12 +8,12 @@ import math
 from pathlib import Path
 from typing import Any
 
-import ray.train
 import torch
 from torch import nn
 
 from audiosweep.config import TrialConfig
 from audiosweep.train import checkpoint as ckpt
+from audiosweep.train import session
 from audiosweep.train.batches import iterate
 from audiosweep.train.gather import gather_rows, gather_strings
 from audiosweep.train.pipeline import TrainingPipeline
@@ -40,7 +40,7 @@ def evaluate(
     models = {"": ckpt.unwrap(model), **({"_ema": ema} if ema is not None else {})}
     for m in models.values():
         m.eval()
-    rank = ray.train.get_context().get_world_rank()
+    rank, _ = session.world_rank_and_size()
     scores: dict[str, list[torch.Tensor]] = {}
     targets, ids = [], []
     device = pipe.device

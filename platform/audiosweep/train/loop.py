@@ -5,7 +5,7 @@ Per epoch: waveforms from this worker's Ray Data shard → device → waveform a
 front end (random erasing on the linear spectrogram) → mixup → model → loss → (accumulated)
 optimizer step → per-iteration schedule (`epoch.py`); then evaluation on this worker's part of
 the eval split, gathered so every eval clip counts once (`evaluation.py`) → metrics →
-checkpoint (`worker_state.py`) → ``ray.train.report``.
+checkpoint (`worker_state.py`) → ``ray.train.report`` (through `session.py`).
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import ray.train
-import ray.train.torch
+import ray
 import torch
 
 from audiosweep.config import TrialConfig
 from audiosweep.data.epoch_clock import EpochClock
 from audiosweep.train import checkpoint as ckpt
+from audiosweep.train import session
 from audiosweep.train.epoch import train_batches, train_one_epoch
 from audiosweep.train.evaluation import evaluate
 from audiosweep.train.seeding import derive_seed, seed_everything
@@ -39,9 +39,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     cfg = TrialConfig.from_dict(config["trial"])
     num_classes: int = config["num_classes"]
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
+    rank, world = session.world_rank_and_size()
+    device = session.get_device()
     torch.set_num_threads(max(1, int(cfg.train.cpus_per_worker)))
     log = print if rank == 0 else None
     # With several workers the epoch clock and the shards' split coordinators are actors of
@@ -49,8 +48,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     epoch_clock: EpochClock | None = config.get("epoch_clock")
     if epoch_clock is not None:
         epoch_clock.open()
-    train_shard = ray.train.get_dataset_shard("train")
-    eval_shard = ray.train.get_dataset_shard("eval")
+    train_shard = session.get_dataset_shard("train")
+    eval_shard = session.get_dataset_shard("eval")
 
     state = build_worker_state(
         cfg,
@@ -110,7 +109,8 @@ def report(
     last: bool,
     rank: int,
 ) -> None:
-    """``ray.train.report`` of the epoch's metrics with rank 0's checkpoint, and its line."""
+    """The epoch's metrics with rank 0's checkpoint to the run (``ray.train.report``), and its
+    line."""
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = (
             save_epoch_checkpoint(
@@ -124,7 +124,7 @@ def report(
             if rank == 0
             else None
         )
-        ray.train.report(metrics, checkpoint=checkpoint)
+        session.report(metrics, checkpoint)
     if rank == 0:
         task = state.pipe.task
         ema = f"EMA {task.epoch_line(_suffixed(metrics, '_ema'))} " if state.ema else ""

@@ -23,9 +23,16 @@ from audiosweep.train.seeding import derive_seed
 
 class TrialTrainer(TorchTrainer):
     """`TorchTrainer` whose run is not retried after a deterministic failure: `fit` repeats
-    `TorchTrainer.fit`'s few lines (ray==2.60.0) with `failures.DeterministicFailurePolicy`."""
+    `TorchTrainer.fit`'s few lines (ray==2.60.0) with `failures.DeterministicFailurePolicy`.
+    With `in_process_dir` set, its one worker's loop runs in this process (`in_process.py`)."""
+
+    in_process_dir: str | None = None
 
     def fit(self):
+        if self.in_process_dir is not None:
+            from audiosweep.train.in_process import fit_in_process
+
+            return fit_in_process(self, self.in_process_dir)
         if self.running_in_local_mode:
             return super().fit()
         result = self._initialize_and_run_controller(
@@ -105,7 +112,7 @@ def build_trainer(
     }
     gpus = worker_gpus(cfg)
     resources = {"CPU": cfg.train.cpus_per_worker, **({"GPU": gpus} if gpus else {})}
-    return TrialTrainer(
+    trainer = TrialTrainer(
         train_loop_per_worker,
         train_loop_config={
             "trial": cfg.to_dict(),
@@ -129,6 +136,9 @@ def build_trainer(
         datasets=datasets,
         dataset_config=ExactEvalDataConfig(),
     )
+    if cfg.train.in_process:
+        trainer.in_process_dir = run_dir.location
+    return trainer
 
 
 def run_trial(

@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import ray.train
-import ray.train.torch
 import torch
 from torch import nn
 
 from audiosweep.config import TrialConfig
 from audiosweep.layout import INIT_REPORT_FILE, PER_CLASS_AP_FILE, POSITIONS_FILE
 from audiosweep.train import checkpoint as ckpt
+from audiosweep.train import session
 from audiosweep.train.ema import EMA_STATE_KEY, WeightEma, create_ema
 from audiosweep.train.evaluation import write_per_class_ap
 from audiosweep.train.pipeline import TrainingPipeline, build_pipeline
@@ -62,14 +62,14 @@ def build_worker_state(
 
     seed_everything(derive_seed(cfg.train.seed, "init"))
     model = create_model_from_config(cfg, num_classes)
-    restored = ray.train.get_checkpoint()
+    restored = session.get_checkpoint()
     init_report = None if restored is not None else initialise_model(model, cfg.model.init, log=log)
     positions_init = {k: v.detach().clone() for k, v in dcls_positions(model).items()}
     param_counts = {
         "params_total": count_parameters(model),
         "params_dcls_positions": count_dcls_positions(model),
     }
-    model = ray.train.torch.prepare_model(model)
+    model = session.prepare_model(model)
     pipe = build_pipeline(
         cfg, num_classes=num_classes, device=device, model=model, train_rows=train_rows, world=world
     )
