@@ -189,3 +189,12 @@ def test_a_trial_run_in_process_holds_its_worker_and_driver_as_one_bundle() -> N
     one = demo.with_overrides({"sweep.data_cpus": 0.2, "data.task_cpus": 0.2})
     with pytest.raises(ConfigError, match="more than any node type offers"):
         max_concurrent_trials(one, Capacity(halves, "test"))
+
+
+def test_the_tune_trial_reserves_the_bundle_the_plan_counted() -> None:
+    from audiosweep.sweep.tuner import trial_driver_resources
+
+    assert trial_driver_resources(load_preset("demo", [])) == {"cpu": 0.51}
+    assert trial_driver_resources(load_preset("smoke", [])) == {"cpu": 0.01}
+    gpu = load_preset("demo", ["train.gpus_per_worker=1"])
+    assert trial_driver_resources(gpu) == {"cpu": 0.51, "gpu": 1.0}

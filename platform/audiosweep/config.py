@@ -188,8 +188,8 @@ class TrainConfig:
     ema_decay: float | None = None
     # One worker only: run the worker loop in the trial's own process instead of in Ray Train's
     # controller and worker actors (`train/in_process.py`): the same loop, data, checkpoints,
-    # resumption and retries, without the actors' start-up (about half of a 2-core demo
-    # trial's fixed cost, README).
+    # resumption and retries, without the actors' start-up (most of a 2-core demo trial's
+    # fixed cost, README).
     in_process: bool = False
 
     def __post_init__(self) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from audiosweep.config import TrialConfig
 from audiosweep.storage import Folder, is_uri, name_of
 from audiosweep.sweep.capacity import (
-    TRIAL_DRIVER_CPU,
+    TrialNeeds,
     cluster_capacity,
     default_worker_gpus,
 )
@@ -184,10 +184,10 @@ def trial_driver_resources(base: TrialConfig) -> dict[str, float]:
     """What the Tune trial's own actor reserves. It only waits on its TorchTrainer, whose
     workers hold the real resources, so a token CPU fraction (Tune refuses an empty bundle);
     run in process, it is the worker as well."""
-    if not base.train.in_process:
-        return {"cpu": TRIAL_DRIVER_CPU}
-    gpus = base.train.gpus_per_worker or 0
-    return {"cpu": base.train.cpus_per_worker + TRIAL_DRIVER_CPU, **({"gpu": gpus} if gpus else {})}
+    # The bundle the capacity plan counted (`TrialNeeds`), in Tune's lower-case spelling.
+    needs = TrialNeeds.of(base, base.train.gpus_per_worker or 0)
+    bundle = needs.worker if base.train.in_process else {"CPU": needs.driver_cpus}
+    return {key.lower(): value for key, value in bundle.items()}
 
 
 # Tune warns whenever a step of its loop takes over 0.5 s (`TUNE_WARN_THRESHOLD_S`). With
