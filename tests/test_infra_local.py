@@ -93,7 +93,8 @@ def _run(cmd: list[str], env: dict[str, str], timeout: float) -> subprocess.Comp
 def test_up_is_healthy_loopback_idempotent_and_down_stops_it(tmp_path: Path) -> None:
     state = tmp_path / "infra-state"
     ports = dict(zip(SERVICE_PORT_VARIABLES, free_ports(4), strict=True))
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+    unset = ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update({k: str(v) for k, v in ports.items()}, AUDIOSWEEP_STATE=str(state))
     dash, mlflow_port, gcs = (
         ports["AUDIOSWEEP_DASHBOARD_PORT"],
@@ -134,15 +135,18 @@ def test_up_is_healthy_loopback_idempotent_and_down_stops_it(tmp_path: Path) -> 
             assert addresses, f"nothing listens on port {port}"
             assert set(addresses) <= {"127.0.0.1", "::ffff:127.0.0.1"}, (port, addresses)
 
-        # A client with only the exported env can submit a job; it runs the project's python.
+        # A client with only the exported env can submit a job; it runs the project's python,
+        # with MLflow's telemetry off.
         job = _run(
             [str(VENV_BIN / "ray"), "job", "submit", "--", "python", "-c",
-             "import sys; print('job-python', sys.executable)"],
+             "import os, sys; print('job-python', sys.executable);"
+             "print('job-telemetry-off', os.environ.get('MLFLOW_DISABLE_TELEMETRY'))"],
             client_env,
             timeout=180,
         )  # fmt: skip
         assert job.returncode == 0, job.stdout + job.stderr
         assert f"job-python {VENV_BIN / 'python'}" in job.stdout
+        assert "job-telemetry-off true" in job.stdout
 
         # Artifacts go through the server into the state folder.
         from mlflow.tracking import MlflowClient
@@ -158,6 +162,8 @@ def test_up_is_healthy_loopback_idempotent_and_down_stops_it(tmp_path: Path) -> 
 
         ray_leader = int((state / "run" / "ray.pid").read_text())
         mlflow_leader = int((state / "run" / "mlflow.pid").read_text())
+        server_env = Path(f"/proc/{mlflow_leader}/environ").read_bytes().split(b"\0")
+        assert b"MLFLOW_DISABLE_TELEMETRY=true" in server_env
 
         again = _run(["bash", str(UP)], env, timeout=120)
         assert again.returncode == 0, again.stderr
