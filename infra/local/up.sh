@@ -103,6 +103,9 @@ else
     port_in_use "$MLFLOW_PORT" && die "port $MLFLOW_PORT is already in use; choose another with AUDIOSWEEP_MLFLOW_PORT=<port>"
 fi
 MLFLOW_URI="http://127.0.0.1:$MLFLOW_PORT"
+# MLflow's usage telemetry (on by default since MLflow 3, sent to mlflow-telemetry.io) is off for
+# the server and for every process of the Ray head, unless the caller sets it to false.
+MLFLOW_TELEMETRY_OFF="${MLFLOW_DISABLE_TELEMETRY:-true}"
 
 if ((ray_running)); then
     say "Ray head already running (pid $ray_pid, GCS 127.0.0.1:$RAY_PORT, dashboard 127.0.0.1:$DASHBOARD_PORT)."
@@ -163,14 +166,13 @@ EOF
     # a second; every trial holds about ten actors, so on a 2-CPU head each Ray Data task would
     # start a fresh process and import pyarrow/soundfile again. A higher limit keeps them warm.
     # One local node cannot be preempted, so Ray Train's preemption watcher (one more actor
-    # per trial) is off here; cluster heads keep it. MLflow's usage telemetry (on by default
-    # since MLflow 3, sent to mlflow-telemetry.io) is off unless the caller sets it to false.
+    # per trial) is off here; cluster heads keep it.
     env -u RAY_ADDRESS -u RAY_API_SERVER_ADDRESS PATH="$VENV_BIN:$PATH" \
         RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="$RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" \
         RAY_AUTH_MODE=token RAY_AUTH_TOKEN="$RAY_AUTH_TOKEN" RAY_USAGE_STATS_ENABLED=0 \
         RAY_num_workers_soft_limit="${RAY_num_workers_soft_limit:-32}" \
         RAY_TRAIN_ENABLE_PREEMPTION_WATCHER="${RAY_TRAIN_ENABLE_PREEMPTION_WATCHER:-0}" \
-        MLFLOW_DISABLE_TELEMETRY="${MLFLOW_DISABLE_TELEMETRY:-true}" \
+        MLFLOW_DISABLE_TELEMETRY="$MLFLOW_TELEMETRY_OFF" \
         MLFLOW_TRACKING_URI="$MLFLOW_URI" "${sim_env[@]}" \
         setsid "$VENV_BIN/ray" start --head --block \
         --node-ip-address=127.0.0.1 \
@@ -208,7 +210,7 @@ else
     # The server's job runner (GenAI evaluation jobs, 8 extra processes) is not needed here.
     env -u MLFLOW_TRACKING_URI \
         MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}" \
-        MLFLOW_DISABLE_TELEMETRY="${MLFLOW_DISABLE_TELEMETRY:-true}" \
+        MLFLOW_DISABLE_TELEMETRY="$MLFLOW_TELEMETRY_OFF" \
         setsid "$VENV_BIN/mlflow" server \
         --host 127.0.0.1 \
         --port "$MLFLOW_PORT" \
