@@ -9,31 +9,122 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 VENV_BIN = Path(sys.executable).parent
-# One HOME, Ray temp dir and auth token per test run: the Ray CLI, `ray job submit`, drivers
-# and workers all read them from the environment and must agree.
-_SESSION_ROOT = Path(tempfile.mkdtemp(prefix="as-test-"))
-os.environ["HOME"] = str(_SESSION_ROOT / "home")
-os.environ["RAY_TMPDIR"] = str(_SESSION_ROOT / "ray")
-os.environ["RAY_AUTH_MODE"] = "token"
-os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(16)
-os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-# Ray's single-node mode keeps the node IP, and so every Ray port, on 127.0.0.1 (otherwise
-# `--node-ip-address=127.0.0.1` is rewritten to the routable address); see infra/local/common.sh.
-os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+# Torch and Ray workers take one thread each unless told otherwise: on 2 cores, more threads
+# per process only contend.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ["PATH"] = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
-(_SESSION_ROOT / "home").mkdir(parents=True, exist_ok=True)
-(_SESSION_ROOT / "ray").mkdir(parents=True, exist_ok=True)
+# The settings this process needs as a Ray client, made here rather than in
+# `ray_environment`: Ray reads them once, when first imported, and test modules import ray
+# while they are collected. They start nothing. Single-node mode keeps the node IP, and so
+# every Ray port, on 127.0.0.1 (otherwise `--node-ip-address=127.0.0.1` is rewritten to the
+# routable address; see infra/local/common.sh); the token is the test run's own.
+os.environ.update(
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
+    RAY_AUTH_MODE="token",
+    RAY_AUTH_TOKEN=secrets.token_hex(16),
+)
+
+# The fixtures that start or reach Ray or MLflow; a test using any of them is an integration
+# test (the guard below fails one that is not marked so).
+SERVICE_FIXTURES = frozenset(
+    {
+        "ray_environment",
+        "local_services",
+        "ray_head",
+        "ray_address",
+        "ray_client",
+        "mlflow_server",
+        "sim_cluster",
+    }
+)
+
+
+@pytest.fixture(scope="session")
+def ray_environment():
+    """One HOME and Ray temp dir for the test run (with the auth token set at import), set for
+    this process and every process it starts: the Ray CLI, `ray job submit`, drivers and
+    workers read them from the environment and must agree. Set here, when the first test
+    that needs Ray starts, so the fast half runs in the caller's environment."""
+    root = Path(tempfile.mkdtemp(prefix="as-test-"))
+    (root / "home").mkdir()
+    (root / "ray").mkdir()
+    os.environ.update(
+        HOME=str(root / "home"),
+        RAY_TMPDIR=str(root / "ray"),
+        RAY_USAGE_STATS_ENABLED="0",
+        PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    )
+    try:
+        yield root
+    finally:
+        _kill_strays(str(root))
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With pytest-xdist's `--dist loadgroup` (make test), every integration test runs in one
+    worker, in file order: one Ray head and MLflow server serve them all, and the unit tests
+    run beside them in the other."""
+    for item in items:
+        if item.get_closest_marker("integration") is not None:
+            item.add_marker(pytest.mark.xdist_group("services"))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before any fixture starts a service: a test without the `integration` marker may not
+    use one."""
+    if item.get_closest_marker("integration") is None:
+        used = sorted(SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())))
+        if used:
+            pytest.fail(
+                f"{item.nodeid} uses {', '.join(used)} (Ray/MLflow) but is not marked "
+                "@pytest.mark.integration",
+                pytrace=False,
+            )
+
+
+@pytest.fixture(autouse=True)
+def _services_need_the_integration_marker(request, monkeypatch, tmp_path_factory):
+    """Keeps the fast half honest: a test without the `integration` marker may not start Ray
+    (in this process or a child: Ray's temp folder is pointed at an empty folder that must stay
+    empty) or talk to an MLflow tracking server; see also pytest_runtest_setup."""
+    if request.node.get_closest_marker("integration") is not None:
+        yield
+        return
+    guard = tmp_path_factory.mktemp("no-ray")
+    monkeypatch.setenv("RAY_TMPDIR", str(guard))
+    # An unknown scheme: any MLflow call fails at once, naming it, instead of writing a local
+    # mlflow.db or retrying a server for minutes.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "unmarked-test-has-no-mlflow://")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    if "ray" in sys.modules:
+        import ray
+
+        def refuse(*args, **kwargs):
+            raise RuntimeError(
+                f"{request.node.nodeid} starts Ray but is not marked @pytest.mark.integration"
+            )
+
+        monkeypatch.setattr(ray, "init", refuse)
+    yield
+    started = list(guard.iterdir())
+    if started:
+        pytest.fail(
+            f"{request.node.nodeid} started Ray ({started[0]}) but is not marked "
+            "@pytest.mark.integration",
+            pytrace=False,
+        )
 
 
 def free_port() -> int:
@@ -54,6 +145,10 @@ def free_port_env(names: tuple[str, ...]) -> dict[str, str]:
     """Each of `names` (port variables of infra/local/up.sh or infra/sim/up.sh) set to its own
     free port."""
     return {name: str(port) for name, port in zip(names, free_ports(len(names)), strict=True)}
+
+
+# The actors Ray Train starts for a run; a one-worker trial run in process starts none.
+RAY_TRAIN_ACTORS = ("TrainController", "RayTrainWorker", "DatasetManager", "_QueueActor")
 
 
 def count_actors(address: str, class_name: str) -> int:
@@ -91,13 +186,15 @@ def parse_exports(text: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def local_services() -> dict[str, str]:
+def local_services(ray_environment: Path) -> dict[str, str]:
     """The Ray head (2 CPUs, dashboard/job server) and MLflow server of this test session,
     started by infra/local/up.sh, the launcher users run, on free ports with the session's
     folder as its state (so Ray's temp dir is RAY_TMPDIR); stopped by infra/local/down.sh."""
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
     env.update(
-        AUDIOSWEEP_STATE=str(_SESSION_ROOT),
+        AUDIOSWEEP_STATE=str(ray_environment),
+        # The test run's state is thrown away: no need to wait 20 s for a graceful stop.
+        AUDIOSWEEP_STOP_GRACE="5",
         AUDIOSWEEP_VENV_BIN=str(VENV_BIN),
         AUDIOSWEEP_NUM_CPUS="2",
         AUDIOSWEEP_NUM_GPUS="0",
@@ -105,7 +202,7 @@ def local_services() -> dict[str, str]:
         # (e.g. `make up`) may hold: a dashboard agent that cannot bind refuses job submission.
         **free_port_env(_PORT_VARIABLES),
     )
-    assert Path(os.environ["RAY_TMPDIR"]) == _SESSION_ROOT / "ray"
+    assert Path(os.environ["RAY_TMPDIR"]) == ray_environment / "ray"
     try:
         up = subprocess.run(
             ["bash", str(REPO / "infra" / "local" / "up.sh"), "--exports-only"],
@@ -123,7 +220,6 @@ def local_services() -> dict[str, str]:
             capture_output=True,
             timeout=180,
         )
-        _kill_strays(str(_SESSION_ROOT))
 
 
 @pytest.fixture(scope="session")
@@ -148,12 +244,6 @@ def _kill_strays(marker: str) -> None:
         if marker in cmdline:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(int(entry.name), signal.SIGKILL)
-
-
-def pytest_sessionfinish(session, exitstatus):
-    import shutil
-
-    shutil.rmtree(_SESSION_ROOT, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -233,3 +323,49 @@ def submit_job(
 def mlflow_server(local_services: dict[str, str]) -> str:
     """The session's MLflow tracking server (SQLite backend, artifacts served over HTTP)."""
     return local_services["MLFLOW_TRACKING_URI"]
+
+
+# The shared small trained run: the smoke preset's two Ray Train workers, a weight EMA.
+TRAINED_EPOCHS = 3
+
+
+def smoke_train_args(dataset: Path, run_root: Path, name: str, address: str) -> list[str]:
+    """`audiosweep train` arguments of the shared trained run (also used to rerun it)."""
+    return [
+        "train",
+        "--preset",
+        "smoke",
+        f"data.path={dataset}",
+        f"train.epochs={TRAINED_EPOCHS}",
+        "train.ema_decay=0.9",
+        "--name",
+        name,
+        "--run-root",
+        str(run_root),
+        "--address",
+        address,
+    ]
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    run_dir: Path
+    stdout: str
+    run: object  # its MLflow run
+    client: object  # an MlflowClient of the session's server
+
+
+@pytest.fixture(scope="session")
+def trained_run(ray_address, mlflow_server, smoke_dataset, tmp_path_factory) -> TrainedRun:
+    """One small trained run, tracked in the session's MLflow server, shared by every test that
+    only reads its results (its folder, checkpoint, logged model and metrics)."""
+    run_root = tmp_path_factory.mktemp("trained")
+    args = smoke_train_args(smoke_dataset, run_root, "smoke", ray_address)
+    proc = run_cli([*args, "--tracking-uri", mlflow_server])
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(mlflow_server)
+    exp = client.get_experiment_by_name("audiosweep-train")
+    (run,) = client.search_runs([exp.experiment_id], "attributes.run_name = 'smoke'")
+    return TrainedRun(run_root / "smoke", proc.stdout, run, client)

@@ -1,10 +1,16 @@
-"""User mistakes end in one line on stderr, exit code 2, and no Ray started."""
+"""User mistakes end in one line on stderr, exit code 2, and no Ray started.
+
+Most cases call `audiosweep.cli.main` in this process, with stdout and stderr captured at
+the file-descriptor level (so a library's log handler writing to fd 2 is seen too): each
+console-script start costs about 5 s of imports. Two cases run the installed `audiosweep`
+script as users do, to keep the real entry point and its exit code covered."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -13,29 +19,60 @@ from conftest import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 AUDIOSWEEP = Path(sys.executable).parent / "audiosweep"
+_UNSET = ("RAY_ADDRESS", "AUDIOSWEEP_RAY_GCS_ADDRESS", "MLFLOW_TRACKING_URI")
 
 
-def run_cli(args: list[str], tmp_path: Path, **env_extra: str) -> subprocess.CompletedProcess:
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch, capfd):
+    """`cli(args, **env)`: `audiosweep ARGS` in this process, from `tmp_path`, with Ray's temp
+    folder in `tmp_path` (asserted empty afterwards: nothing started a Ray node)."""
+    ray_tmp = tmp_path / "ray-tmp"
+    ray_tmp.mkdir()
+    for name in _UNSET:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RAY_TMPDIR", str(ray_tmp))
+    monkeypatch.setenv("AUDIOSWEEP_SEARCH_SPACES", str(REPO / "search_spaces"))
+    monkeypatch.chdir(tmp_path)
+
+    def run(args: list[str], **env_extra: str) -> Result:
+        from audiosweep.cli import main
+
+        for name, value in env_extra.items():
+            monkeypatch.setenv(name, value)
+        capfd.readouterr()
+        try:
+            code = main(args)
+        except SystemExit as exit_:  # argparse's own errors
+            code = exit_.code if isinstance(exit_.code, int) else 1
+        out, err = capfd.readouterr()
+        assert not any(ray_tmp.iterdir()), f"Ray was started: {list(ray_tmp.iterdir())}"
+        return Result(code, out, err)
+
+    return run
+
+
+def run_script(args: list[str], tmp_path: Path, **env_extra: str) -> Result:
+    """The installed `audiosweep` console script in a fresh process."""
     ray_tmp = tmp_path / "ray-tmp"
     ray_tmp.mkdir(exist_ok=True)
-    unset = ("RAY_ADDRESS", "AUDIOSWEEP_RAY_GCS_ADDRESS", "MLFLOW_TRACKING_URI")
-    env = {k: v for k, v in os.environ.items() if k not in unset}
+    env = {k: v for k, v in os.environ.items() if k not in _UNSET}
     env.update(RAY_TMPDIR=str(ray_tmp), AUDIOSWEEP_SEARCH_SPACES=str(REPO / "search_spaces"))
     env.update(env_extra)
-    result = subprocess.run(
-        [str(AUDIOSWEEP), *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
+    proc = subprocess.run(
+        [str(AUDIOSWEEP), *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180
     )
-    # Nothing may have started a Ray node: its session folder would appear here.
     assert not any(ray_tmp.iterdir()), f"Ray was started: {list(ray_tmp.iterdir())}"
-    return result
+    return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
-def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -> str:
+def assert_one_line_error(result: Result, *needles: str) -> str:
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -46,32 +83,31 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) ->
     return lines[0]
 
 
-def test_missing_default_dataset_names_the_command_that_makes_it(tmp_path):
-    result = run_cli(["train", "--preset", "demo", "--no-track"], tmp_path)
+def test_missing_default_dataset_names_the_command_that_makes_it(cli, tmp_path):
+    result = cli(["train", "--preset", "demo", "--no-track"])
     assert_one_line_error(result, "no dataset at", "audiosweep prepare demo --out data/demo")
 
 
-def test_missing_dataset_path(tmp_path):
+def test_missing_dataset_path(cli, tmp_path):
     missing = tmp_path / "nowhere"
-    result = run_cli(
+    result = cli(
         ["train", "--preset", "smoke", f"data.path={missing}", "data.prepare=null", "--no-track"],
-        tmp_path,
     )
     assert_one_line_error(result, f"no dataset folder at {missing}")
 
 
-def test_bad_override_value(tmp_path):
-    result = run_cli(["train", "--preset", "smoke", "train.amp=fp32", "--no-track"], tmp_path)
+def test_bad_override_value(cli, tmp_path):
+    result = cli(["train", "--preset", "smoke", "train.amp=fp32", "--no-track"])
     assert_one_line_error(result, "train.amp='fp32' is not allowed", "bf16")
 
 
-def test_unknown_override_key(tmp_path):
-    result = run_cli(["sweep", "grid", "--preset", "smoke", "train.epoch=1"], tmp_path)
+def test_unknown_override_key(cli, tmp_path):
+    result = cli(["sweep", "grid", "--preset", "smoke", "train.epoch=1"])
     assert_one_line_error(result, "unknown config key 'train.epoch'", "epochs")
 
 
-def test_model_that_cannot_be_built_fails_on_the_driver(tmp_path, smoke_dataset):
-    result = run_cli(
+def test_model_that_cannot_be_built_fails_on_the_driver(cli, tmp_path, smoke_dataset):
+    result = cli(
         [
             "train",
             "--preset",
@@ -81,15 +117,14 @@ def test_model_that_cannot_be_built_fails_on_the_driver(tmp_path, smoke_dataset)
             "model.conv=dcls_triangle",
             "--no-track",
         ],
-        tmp_path,
     )
     assert_one_line_error(result, "model sp4asc/dcls_triangle cannot be built")
 
 
-def test_clips_too_short_for_the_model_fail_on_the_driver(tmp_path, smoke_dataset):
+def test_clips_too_short_for_the_model_fail_on_the_driver(cli, tmp_path, smoke_dataset):
     # 0.05 s at hop 320: 6 frames, fewer than ConvNeXt's (2, 16) stem takes. The model builds;
     # only a forward pass at the trial's input shape finds it.
-    result = run_cli(
+    result = cli(
         [
             "train",
             "--preset",
@@ -98,47 +133,43 @@ def test_clips_too_short_for_the_model_fail_on_the_driver(tmp_path, smoke_datase
             "data.clip_seconds=0.05",
             "--no-track",
         ],
-        tmp_path,
     )
     assert_one_line_error(
         result, "model convnext_atto/dsc cannot take one clip's log-mel (1, 1, 128, 6)"
     )
 
 
-def test_sample_rate_mismatch(tmp_path, smoke_dataset):
-    result = run_cli(
+def test_sample_rate_mismatch(cli, tmp_path, smoke_dataset):
+    result = cli(
         ["train", "--preset", "smoke", f"data.path={smoke_dataset}", "audio.sample_rate=44100"],
-        tmp_path,
     )
     assert_one_line_error(result, "audio.sample_rate", "set audio.sample_rate=")
 
 
 @pytest.mark.parametrize("command", ["train", "sweep"])
-def test_unreachable_mlflow_server(tmp_path, smoke_dataset, command):
+def test_unreachable_mlflow_server(cli, tmp_path, smoke_dataset, command):
     # A port just freed: nothing listens there.
     uri = f"http://127.0.0.1:{free_port()}"
     args = ["train"] if command == "train" else ["sweep", "grid"]
-    result = run_cli(
+    result = cli(
         [*args, "--preset", "smoke", f"data.path={smoke_dataset}"],
-        tmp_path,
         MLFLOW_TRACKING_URI=uri,
     )
     assert_one_line_error(result, f"MLflow server {uri} is not reachable", "make up")
 
 
 @pytest.mark.parametrize("command", ["train", "sweep"])
-def test_run_root_with_an_unknown_scheme(tmp_path, smoke_dataset, command):
+def test_run_root_with_an_unknown_scheme(cli, tmp_path, smoke_dataset, command):
     args = ["train", "--no-track"] if command == "train" else ["sweep", "grid"]
-    result = run_cli(
+    result = cli(
         [*args, "--preset", "smoke", f"data.path={smoke_dataset}", "--run-root", "ftp://h/runs"],
-        tmp_path,
     )
     assert_one_line_error(result, "run root 'ftp://h/runs'", "s3://")
     assert not (tmp_path / "ftp:").exists()  # not taken for a local folder
 
 
 def test_unreachable_cluster(tmp_path, smoke_dataset):
-    result = run_cli(
+    result = run_script(
         [
             "train",
             "--preset",
@@ -156,7 +187,7 @@ def test_unreachable_cluster(tmp_path, smoke_dataset):
 def test_dashboard_address_as_ray_address(tmp_path, smoke_dataset):
     """`make up` exports RAY_ADDRESS=http://... for `ray job submit`; a driver run outside
     its exports gets the fix, not Ray's multi-line ValueError."""
-    result = run_cli(
+    result = run_script(
         ["train", "--preset", "smoke", f"data.path={smoke_dataset}", "--no-track"],
         tmp_path,
         RAY_ADDRESS=f"http://127.0.0.1:{free_port()}",
@@ -165,9 +196,9 @@ def test_dashboard_address_as_ray_address(tmp_path, smoke_dataset):
 
 
 def test_sweep_dry_run_lists_trials_and_dropped_variants_without_starting_anything(
-    tmp_path, smoke_dataset
+    cli, tmp_path, smoke_dataset
 ):
-    result = run_cli(
+    result = cli(
         [
             "sweep",
             "ablation_kernel",
@@ -176,7 +207,6 @@ def test_sweep_dry_run_lists_trials_and_dropped_variants_without_starting_anythi
             f"data.path={smoke_dataset}",
             "--dry-run",
         ],
-        tmp_path,
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
@@ -189,19 +219,18 @@ def test_sweep_dry_run_lists_trials_and_dropped_variants_without_starting_anythi
     assert "model.dilated_kernel_size=" in out
 
 
-def test_unknown_architecture_pattern(tmp_path):
-    result = run_cli(["models", "--arch", "resnet*"], tmp_path)
+def test_unknown_architecture_pattern(cli, tmp_path):
+    result = cli(["models", "--arch", "resnet*"])
     assert_one_line_error(result, "no architecture matches 'resnet*'")
 
 
-def test_export_of_a_checkpoint_that_does_not_fit(tmp_path):
+def test_export_of_a_checkpoint_that_does_not_fit(cli, tmp_path):
     import torch
 
     checkpoint = tmp_path / "other.pt"
     torch.save({"fc.weight": torch.zeros(2, 2)}, checkpoint)
-    result = run_cli(
+    result = cli(
         ["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "m.safetensors")],
-        tmp_path,
     )
     assert_one_line_error(result, f"{checkpoint} does not fit sp4asc/dsc")
     assert not (tmp_path / "m.safetensors").exists()

@@ -50,6 +50,7 @@ def tiny_dataset(tmp_path_factory):
     return out
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("epoch", [0, None])
 def test_read_split_executions_run_the_callbacks(ray_client, tiny_dataset, epoch) -> None:
     ray_client.data.DataContext.get_current().enable_progress_bars = False
@@ -118,6 +119,7 @@ def _slow(batch):
     return batch
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("prompt", [True, False])
 def test_an_execution_gets_the_clusters_cpus_within_its_first_second(
     ray_client, tiny_dataset, prompt
@@ -139,6 +141,7 @@ def test_an_execution_gets_the_clusters_cpus_within_its_first_second(
         assert first_cpus >= execution_callbacks.COLD_START_S
 
 
+@pytest.mark.integration
 def test_cold_start_benchmark_times_both_variants_alternately(ray_client, tiny_dataset) -> None:
     from audiosweep.data.bench_cold_start import bench_cold_start, format_result
 

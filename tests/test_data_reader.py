@@ -88,6 +88,7 @@ def test_plain_reader_resamples_pads_and_truncates(mixed_dataset):
     _check_mixed(iter_numpy_batches(mixed_dataset, "train", batch_size=2))
 
 
+@pytest.mark.integration
 def test_ray_reader_shapes_targets_and_torch_batches(ray_client, mixed_dataset, demo_dataset):
     ray = ray_client
     ray.data.DataContext.get_current().enable_progress_bars = False
@@ -142,6 +143,7 @@ def test_ray_reader_shapes_targets_and_torch_batches(ray_client, mixed_dataset, 
     assert sorted(first) == table.column("clip_id").to_pylist() != first
 
 
+@pytest.mark.integration
 def test_planned_read_decodes_in_the_read_task_and_streams_batch_sized_blocks(
     ray_client, demo_dataset
 ):

@@ -244,6 +244,7 @@ def _split_ids(ds, n: int) -> list[list[str]]:
     return out
 
 
+@pytest.mark.integration
 def test_ray_reader_draws_the_plan_for_any_worker_count_and_mixes_sorted_data(
     ray_client, sorted_dataset
 ):

@@ -90,7 +90,9 @@ def _run(cmd: list[str], env: dict[str, str], timeout: float) -> subprocess.Comp
 
 @pytest.mark.integration
 @pytest.mark.timeout(420)
-def test_up_is_healthy_loopback_idempotent_and_down_stops_it(tmp_path: Path) -> None:
+def test_up_is_healthy_loopback_idempotent_and_down_stops_it(
+    ray_environment: Path, tmp_path: Path
+) -> None:
     state = tmp_path / "infra-state"
     ports = dict(zip(SERVICE_PORT_VARIABLES, free_ports(4), strict=True))
     unset = ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK")

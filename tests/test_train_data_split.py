@@ -59,6 +59,7 @@ def test_one_worker_reads_every_row_in_order_without_a_split_coordinator(
     assert count_actors(ray_address, "SplitCoordinator") == before
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("workers", [1, 2])
 def test_the_trainer_shares_its_epoch_clock_only_between_several_workers(
     ray_client, smoke_dataset, tmp_path, workers

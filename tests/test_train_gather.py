@@ -4,6 +4,7 @@ eval set whose size is not divisible by the number of workers."""
 import tempfile
 from pathlib import Path
 
+import pytest
 import ray
 import ray.train
 from ray.train import RunConfig, ScalingConfig
@@ -40,6 +41,7 @@ def _loop(config):
     )
 
 
+@pytest.mark.integration
 def test_eval_rows_counted_once_with_two_workers(ray_client, tmp_path):
     n = 23  # odd: an equal split would have to drop or pad a row
     eval_ds = ray.data.from_items([{"id": i} for i in range(n)])

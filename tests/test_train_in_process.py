@@ -1,17 +1,14 @@
 """One-worker trials run in their caller's process (`train.in_process`): what Ray Train would
 do for the run (checkpoints persisted and pruned, callbacks, resumption, retries that skip
-deterministic failures) done here, then a trial and a sweep end to end on a real Ray head and
-MLflow server, which start no Ray Train actors."""
+deterministic failures) done here, then a trial end to end on a real Ray head, which starts no
+Ray Train actors (a sweep of such trials: test_sweep_integration.py)."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 from ray.train import CheckpointConfig, FailureConfig, RunConfig
 from ray.train.v2.api.exceptions import WorkerGroupError
 
@@ -21,10 +18,9 @@ from audiosweep.train.data_split import ExactEvalDataConfig
 from audiosweep.train.failures import deterministic_reason
 from audiosweep.train.in_process import checkpoint_names, fit_in_process
 from audiosweep.train.run_folder import RunFolderCallback
-from conftest import VENV_BIN, count_actors, run_cli
+from conftest import RAY_TRAIN_ACTORS, count_actors, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
-RAY_TRAIN_ACTORS = ("TrainController", "RayTrainWorker", "DatasetManager", "_QueueActor")
 
 
 class LoopOnly:
@@ -168,72 +164,3 @@ def test_trial_in_process_trains_resumes_and_starts_no_ray_train_actor(
     assert pointer.parent == run_dir and load_training_state(pointer)["epoch"] == 2
     assert len(checkpoint_names(_folder(run_dir))) == 2  # the smoke preset keeps 2
     assert {name: count_actors(ray_address, name) for name in RAY_TRAIN_ACTORS} == before
-
-
-@pytest.mark.integration
-def test_grid_in_process_reports_every_epoch_to_tune_and_mlflow(
-    ray_head, mlflow_server, smoke_dataset, tmp_path
-):
-    address = ray_head["address"]
-    before = {name: count_actors(address, name) for name in RAY_TRAIN_ACTORS}
-    space = tmp_path / "in-process.yaml"
-    space.write_text(
-        yaml.safe_dump(
-            {
-                "family": "in-process-test",
-                "kind": "grid",
-                "archs": ["convnext_tiny"],
-                "convs": ["dsc", "dcls_gauss"],
-                "seeds": [0],
-            }
-        )
-    )
-    run_root = tmp_path / "runs"
-    proc = subprocess.run(
-        [
-            str(VENV_BIN / "audiosweep"),
-            "sweep",
-            str(space),
-            "--preset",
-            "smoke",
-            f"data.path={smoke_dataset}",
-            "train.epochs=2",
-            "train.num_workers=1",
-            "train.cpus_per_worker=0.5",
-            "train.in_process=true",
-            "--run-root",
-            str(run_root),
-            "--name",
-            "in-process-grid",
-            "--address",
-            address,
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_server},
-        cwd=REPO,
-        timeout=1800,
-    )
-    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
-
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=mlflow_server)
-    exp = client.get_experiment_by_name("in-process-test")
-    trials = client.search_runs(
-        [exp.experiment_id], filter_string="tags.`audiosweep.role` = 'trial'", max_results=100
-    )
-    assert sorted(r.data.tags["conv"] for r in trials) == ["dcls_gauss", "dsc"]
-    for run in trials:
-        assert run.info.status == "FINISHED"
-        history = client.get_metric_history(run.info.run_id, "eval_map")
-        assert [m.step for m in history] == [1, 2]
-        assert "final_map" in run.data.metrics and "infer_samples_per_s" in run.data.metrics
-    # Tune saw both epochs of each trial, with the checkpoint each was persisted with.
-    results = list((run_root / "sweeps" / "in-process-grid" / "tune").rglob("result.json"))
-    assert len(results) == 2
-    for path in results:
-        rows = [json.loads(line) for line in path.read_text().splitlines()]
-        assert [r["epoch"] for r in rows[:2]] == [1, 2]
-        assert all(Path(r["checkpoint_path"]).name.startswith("checkpoint_") for r in rows[:2])
-    assert {name: count_actors(address, name) for name in RAY_TRAIN_ACTORS} == before

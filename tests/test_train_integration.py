@@ -1,5 +1,6 @@
-"""One trial end to end on a real Ray head: 2 Ray Train workers (gloo, CPU) reading Parquet
-shards through Ray Data. The second test kills a worker process mid-run."""
+"""One trial end to end on a real Ray head (the session's shared trained run, conftest.py): 2 Ray
+Train workers (gloo, CPU) reading Parquet shards through Ray Data. The second test kills a
+worker process mid-run."""
 
 from __future__ import annotations
 
@@ -15,11 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import VENV_BIN, run_cli
+from conftest import TRAINED_EPOCHS as EPOCHS
+from conftest import VENV_BIN, smoke_train_args
 
 pytestmark = pytest.mark.integration
-
-EPOCHS = 3
 
 
 def _metrics(run_dir: Path) -> list[dict]:
@@ -29,30 +29,8 @@ def _metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-@pytest.fixture(scope="module")
-def smoke_run(ray_address, smoke_dataset, tmp_path_factory):
-    run_root = tmp_path_factory.mktemp("runs")
-    proc = run_cli(
-        [
-            "train",
-            "--preset",
-            "smoke",
-            f"data.path={smoke_dataset}",
-            f"train.epochs={EPOCHS}",
-            "--name",
-            "smoke",
-            "--run-root",
-            str(run_root),
-            "--address",
-            ray_address,
-        ]
-    )
-    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
-    return run_root / "smoke", proc
-
-
-def test_smoke_trial_writes_metrics_and_checkpoint(smoke_run):
-    run_dir, proc = smoke_run
+def test_smoke_trial_writes_metrics_and_checkpoint(trained_run):
+    run_dir = trained_run.run_dir
     rows = _metrics(run_dir)
     assert [r["epoch"] for r in rows] == list(range(1, EPOCHS + 1))
     for row in rows:
@@ -87,22 +65,14 @@ def _worker_pids(dashboard: str) -> list[int]:
     return [a.pid for a in actors if a.pid]
 
 
-def test_killed_worker_resumes_from_checkpoint(ray_head, smoke_dataset, smoke_run, tmp_path):
+def test_killed_worker_resumes_from_checkpoint(ray_head, smoke_dataset, trained_run, tmp_path):
     run_root = tmp_path / "runs"
     log = tmp_path / "train.log"
+    # The shared run's config, untracked: the same seed and data must end where it ended.
     cmd = [
         str(VENV_BIN / "audiosweep"),
-        "train",
-        "--preset",
-        "smoke",
-        f"data.path={smoke_dataset}",
-        f"train.epochs={EPOCHS}",
-        "--name",
-        "killed",
-        "--run-root",
-        str(run_root),
-        "--address",
-        ray_head["address"],
+        *smoke_train_args(smoke_dataset, run_root, "killed", ray_head["address"]),
+        "--no-track",
     ]
     with open(log, "w") as out:
         proc = subprocess.Popen(
@@ -132,7 +102,7 @@ def test_killed_worker_resumes_from_checkpoint(ray_head, smoke_dataset, smoke_ru
     rows = _metrics(run_dir)
     assert [r["epoch"] for r in rows] == list(range(1, EPOCHS + 1))  # no epoch logged twice
     # Same seed, same data: the resumed run ends where the uninterrupted one did.
-    reference = _metrics(smoke_run[0])[-1]
+    reference = _metrics(trained_run.run_dir)[-1]
     assert rows[-1]["eval_map"] == pytest.approx(reference["eval_map"], abs=1e-6)
     assert rows[-1]["train_loss"] == pytest.approx(reference["train_loss"], rel=1e-5)
 
