@@ -26,7 +26,7 @@ else
     echo "== preparing the demo dataset in $DATA (while the services start)"
     prep_log="$(mktemp)"
     # WAV rather than FLAC: every trial decodes each clip a dozen times, and 16-bit WAV decodes
-    # several times faster for the same samples (README, the demo dataset).
+    # several times faster for the same samples (docs/BENCHMARKS.md, input pipeline).
     audiosweep prepare demo --out "$DATA" --train-clips 600 --eval-clips 200 \
         --clip-seconds 5 --sample-rate 16000 --format wav --no-progress >"$prep_log" 2>&1 &
     prep_pid=$!

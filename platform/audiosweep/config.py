@@ -51,8 +51,8 @@ class DataConfig:
     shuffle_buffer: int = 256  # Ray Data local shuffle buffer (rows) for training
     # Rows each read task draws from many row groups and emits in one random order, before
     # decoding (cheap: compressed audio); see data/planned_source.py. Larger windows mean
-    # fewer tasks per epoch, each reading all its rows before its first block (README,
-    # Benchmarks: 512 was no faster on 5,000 2 s clips and slower on 1,000 10 s clips).
+    # fewer tasks per epoch, each reading all its rows before its first block (512
+    # was no faster on 5,000 2 s clips and slower on 1,000 10 s clips).
     mix_rows: int = 256
     # CPU reserved by each Ray Data read/decode task; keep it below the CPUs the Train workers
     # leave free, or reading waits forever (small machines: a fraction).
@@ -189,7 +189,7 @@ class TrainConfig:
     # One worker only: run the worker loop in the trial's own process instead of in Ray Train's
     # controller and worker actors (`train/in_process.py`): the same loop, data, checkpoints,
     # resumption and retries, without the actors' start-up (most of a 2-core demo trial's
-    # fixed cost, README).
+    # fixed cost, docs/BENCHMARKS.md).
     in_process: bool = False
 
     def __post_init__(self) -> None:
