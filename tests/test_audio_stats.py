@@ -73,11 +73,8 @@ def test_bad_batches_are_reported():
 def test_stats_command_parses_and_prints_override_line():
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command")
-    bench_parser = sub.add_parser("bench")
-    bench = bench_parser.add_subparsers(dest="bench")
-    register(sub, bench)
+    register(sub)
     args = parser.parse_args(["stats", "data/demo", "--split", "eval", "--max-clips", "50"])
     assert args.split == "eval" and args.max_clips == 50 and args.func.__name__ == "_stats"
-    assert parser.parse_args(["bench", "augment", "--batch", "2"]).batch == 2
     text = format_stats(-18.26961, 30.57349, 50, "data/demo / eval")
     assert text.splitlines()[-1] == "override: audio.mean=-18.2696 audio.std=30.5735"

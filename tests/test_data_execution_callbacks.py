@@ -143,7 +143,7 @@ def test_an_execution_gets_the_clusters_cpus_within_its_first_second(
 
 @pytest.mark.integration
 def test_cold_start_benchmark_times_both_variants_alternately(ray_client, tiny_dataset) -> None:
-    from audiosweep.data.bench_cold_start import bench_cold_start, format_result
+    from audiosweep.bench.cold_start import bench_cold_start, format_result
 
     ray_client.data.DataContext.get_current().enable_progress_bars = False
     result = bench_cold_start(tiny_dataset, passes=2, warmup=0, batch_size=4)

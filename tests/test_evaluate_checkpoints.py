@@ -194,7 +194,7 @@ def test_the_cli_refuses_a_mismatched_checkpoint_before_ray_starts(tmp_path, cap
 
 
 def _evaluation(seed: int = 0, n: int = 60, c: int = 5) -> Evaluation:
-    from audiosweep.train.metrics import auc_dprime
+    from audiosweep.train.metrics_multilabel import auc_dprime
 
     rng = np.random.default_rng(seed)
     targets = (rng.random((n, c)) < 0.3).astype(np.float32)
@@ -306,8 +306,8 @@ def test_a_replica_predicts_what_the_trials_evaluation_predicts(tta, freq_fracti
 
 
 def test_replicas_use_gpus_when_the_cluster_can_have_them_and_fit_a_node(monkeypatch):
+    from audiosweep import capacity
     from audiosweep.evaluate.run import EvalOptions, replica_resources
-    from audiosweep.sweep import capacity
 
     def cluster(*types):
         monkeypatch.setattr(

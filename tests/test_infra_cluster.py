@@ -9,14 +9,14 @@ from pathlib import Path
 
 import yaml
 
-from audiosweep.cli import build_parser
-from audiosweep.config import list_presets, load_preset
-from audiosweep.sweep.capacity import (
+from audiosweep.capacity import (
     Capacity,
     NodeType,
     default_worker_gpus,
     node_types_from_autoscaling_config,
 )
+from audiosweep.cli import build_parser
+from audiosweep.config import list_presets, load_preset
 from audiosweep.sweep.plan import max_concurrent_trials
 
 REPO = Path(__file__).resolve().parents[1]

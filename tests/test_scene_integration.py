@@ -87,7 +87,7 @@ def test_accuracy_and_log_loss_are_logged_and_equal_scikit_learn(scene_run, mlfl
     assert row["eval_accuracy"] == pytest.approx(accuracy_score(y, p.argmax(1)))
     assert row["eval_log_loss"] == pytest.approx(log_loss(y, p, labels=list(range(10))), rel=1e-4)
 
-    from audiosweep.sweep import tracking
+    from audiosweep import tracking
 
     client = tracking.client(mlflow_server)
     exp = client.get_experiment_by_name("audiosweep-train")

@@ -11,7 +11,7 @@ from scipy import stats
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from audiosweep.sweep import plots, report  # noqa: E402
+from audiosweep.sweep import report  # noqa: E402
 
 
 def row(arch: str, conv: str, maps: list[float], throughput: float) -> dict:
@@ -70,8 +70,8 @@ def test_report_plot_starts_at_zero_and_draws_the_chance_level(tmp_path, monkeyp
         saved["fig"] = fig
         real_close(fig)
 
-    monkeypatch.setattr(plots.plt, "close", keep)
-    plots.report_bars(ROWS, tmp_path / "r.png", chance=0.2)
+    monkeypatch.setattr(plt, "close", keep)
+    report.report_bars(ROWS, tmp_path / "r.png", chance=0.2)
     ax = saved["fig"].axes[0]
     assert ax.get_ylim()[0] == 0.0
     assert ax.get_ylim()[1] > 0.36

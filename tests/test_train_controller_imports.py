@@ -10,7 +10,7 @@ import sys
 import ray.cloudpickle as cloudpickle
 from ray.train import FailureConfig
 
-from audiosweep.sweep.tracking import MLflowEpochCallback
+from audiosweep.tracking import MLflowEpochCallback
 from audiosweep.train.data_split import ExactEvalDataConfig
 from audiosweep.train.failures import DeterministicFailurePolicy
 from audiosweep.train.run_folder import RunFolderCallback

@@ -1,7 +1,8 @@
 """The `audiosweep` command.
 
-Each stage of the data's path registers its own sub-commands (``register(sub, bench)`` in
-``<stage>/commands.py``); heavy imports happen inside the handlers so that ``--help`` and
+Each stage of the data's path registers its own sub-commands (``register(sub)`` in
+``<stage>/commands.py``), and the benchmarks theirs under ``bench`` (``bench/commands.py``);
+heavy imports happen inside the handlers so that ``--help`` and
 argument errors answer instantly.
 """
 
@@ -18,6 +19,7 @@ COMMAND_MODULES = (
     "audiosweep.train.commands",
     "audiosweep.evaluate.commands",
     "audiosweep.sweep.commands",
+    "audiosweep.bench.commands",
 )
 
 
@@ -27,8 +29,6 @@ def build_parser() -> argparse.ArgumentParser:
         description="Ray-orchestrated sweeps for audio tagging (DSC vs DCLS on AudioSet-style data).",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    bench_parser = sub.add_parser("bench", help="benchmarks (ratios measured side by side)")
-    bench = bench_parser.add_subparsers(dest="bench", required=True, metavar="BENCH")
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
             if err.name != name:  # a real import error inside the module, not a missing stage
                 raise
             continue
-        module.register(sub, bench)
+        module.register(sub)
     return parser
 
 

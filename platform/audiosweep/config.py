@@ -4,9 +4,6 @@ A trial is fully described by a `TrialConfig`. Presets live in ``search_spaces/p
 and hold only the values that differ from these defaults (the defaults are the paper's
 recipe, Appendix A of Khalfaoui-Hassani et al. 2023). Overrides such as ``optim.lr=1e-3`` are
 parsed as YAML scalars and type-checked, so a typo fails before any cluster work starts.
-
-Over 300 lines because the sections below are the one statement of every config key, its
-type and its default; the parser that checks them is kept with them.
 """
 
 from __future__ import annotations
@@ -21,12 +18,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-from audiosweep.errors import UserError
-
-
-class ConfigError(UserError, ValueError):
-    """A preset, override or search space that cannot be turned into a valid config."""
-
+from audiosweep.errors import ConfigError
 
 # Allowed values, checked when a config is loaded (a typo fails before any cluster work).
 Conv = Literal["dsc", "dcls_gauss", "dcls_bilinear", "dcls_triangle"]

@@ -21,5 +21,25 @@ class ClusterError(UserError):
     """The Ray cluster cannot be reached or cannot ever run the work asked of it."""
 
 
-class CheckpointError(UserError):
+class ConfigError(UserError, ValueError):
+    """A preset, override or search space that cannot be turned into a valid config."""
+
+
+class DatasetError(UserError):
+    """A dataset folder that cannot be used as asked (incomplete, mismatched, refused)."""
+
+
+class StorageError(UserError, ValueError):
+    """A run root or file location that cannot be used (unknown scheme, unreachable store)."""
+
+
+class CheckpointError(UserError, ValueError):
     """A checkpoint that is missing, unreadable, or does not fit the model asked for."""
+
+
+class TrackingError(UserError, RuntimeError):
+    """The MLflow tracking server cannot be reached or refuses what is logged."""
+
+
+class ExportError(UserError):
+    """A run folder that cannot be exported as asked."""

@@ -51,6 +51,11 @@ TRACKED_RUN_FILES = (
     INIT_REPORT_FILE,
 )
 
+# An evaluation's output folder (`audiosweep evaluate --out`): its config and per-class AP
+# files are named as in a run folder.
+EVALUATION_FILE = "metrics.json"  # one evaluation's metrics and what it scored
+SCORES_FILE = "scores.npz"  # per-clip scores (--save-scores)
+
 SWEEPS_DIR = "sweeps"
 TUNE_DIR = "tune"
 TRIALS_DIR = "trials"

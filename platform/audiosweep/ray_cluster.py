@@ -34,12 +34,31 @@ def connect(
     else:
         # Single-node mode keeps every Ray port on 127.0.0.1 (see infra/local/common.sh).
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        from audiosweep.ray_compat import loopback_node_options
+
         ray.init(
             num_cpus=num_cpus,
             include_dashboard=False,
             log_to_driver=worker_logs,
-            _node_ip_address="127.0.0.1",
+            **loopback_node_options(),
         )
+
+
+@contextlib.contextmanager
+def session(
+    address: str | None = None, *, num_cpus: int | None = None, worker_logs: bool = True
+) -> Iterator[None]:
+    """`connect` for the length of a `with` block, and `ray.shutdown()` after it only if the
+    block made the connection (a caller already connected keeps it)."""
+    import ray
+
+    started = not ray.is_initialized()
+    connect(address, num_cpus=num_cpus, worker_logs=worker_logs)
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def driver_address(address: str | None) -> str | None:
@@ -61,10 +80,9 @@ def driver_address(address: str | None) -> str | None:
 
 def logs_dir() -> str:
     """Where this Ray node writes every worker's stdout/stderr (worker-*.out / *.err)."""
-    import ray
+    from audiosweep.ray_compat import driver_logs_dir
 
-    node = ray._private.worker._global_node
-    return node.get_logs_dir_path() if node is not None else "the Ray session's logs folder"
+    return driver_logs_dir() or "the Ray session's logs folder"
 
 
 def check_reachable(address: str, timeout: float = 5.0) -> None:
@@ -143,14 +161,8 @@ def pin_data_actors_here() -> None:
     Ray Data starts them on the node of the first process that runs a Dataset, with hard
     affinity and no end: on an autoscaling cluster that is a worker node, which then never
     counts as idle and never scales down. Created first by the sweep driver, they live on the
-    head (job drivers run there). Internal Ray 2.60 helpers: if they move, nothing breaks but
-    the scale-down."""
-    try:
-        from ray.data._internal.cluster_autoscaler.default_autoscaling_coordinator import (
-            get_or_create_autoscaling_coordinator,
-        )
-        from ray.data._internal.stats import get_or_create_stats_actor
-    except ImportError:
-        return
-    get_or_create_stats_actor()
-    get_or_create_autoscaling_coordinator()
+    head (job drivers run there). Internal Ray helpers (`ray_compat`): if they move, nothing
+    breaks but the scale-down."""
+    from audiosweep.ray_compat import create_data_helper_actors
+
+    create_data_helper_actors()

@@ -14,16 +14,12 @@ import re
 import shutil
 from pathlib import Path
 
-from audiosweep.errors import UserError
+from audiosweep.errors import StorageError
 
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 # What pyarrow.fs.FileSystem.from_uri opens (with the file systems pyarrow is built with).
 SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
 _CHUNK = 8 << 20
-
-
-class StorageError(UserError, ValueError):
-    pass
 
 
 def is_uri(location: str) -> bool:

@@ -1,4 +1,4 @@
-"""``audiosweep stats DATASET`` and ``audiosweep bench augment``."""
+"""``audiosweep stats DATASET``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 
-def register(sub, bench) -> None:
+def register(sub) -> None:
     stats = sub.add_parser(
         "stats",
         help="mean/std of the log-mel front end over a dataset split (for audio.mean/audio.std)",
@@ -20,16 +20,6 @@ def register(sub, bench) -> None:
     )
     stats.add_argument("overrides", nargs="*", help="dotted overrides, e.g. audio.n_mels=64")
     stats.set_defaults(func=_stats)
-
-    augment = bench.add_parser(
-        "augment", help="time waveform augmentations and the mel front end side by side"
-    )
-    augment.add_argument("--batch", type=int, default=8)
-    augment.add_argument("--seconds", type=float, default=10.0)
-    augment.add_argument("--sample-rate", type=int, default=32_000)
-    augment.add_argument("--repeats", type=int, default=5)
-    augment.add_argument("--threads", type=int, default=None)
-    augment.set_defaults(func=_bench_augment)
 
 
 def format_stats(mean: float, std: float, clips: int, where: str) -> str:
@@ -70,54 +60,4 @@ def _stats(args: argparse.Namespace) -> int:
     mean, std = compute_stats(counted(), cfg.audio, max_clips=args.max_clips)
     clips = seen if args.max_clips is None else min(seen, args.max_clips)
     print(format_stats(mean, std, clips, f"{args.dataset} / {args.split}"))
-    return 0
-
-
-def _bench_augment(args: argparse.Namespace) -> int:
-    import statistics
-    import time
-
-    import torch
-    import torchaudio.functional as AF
-
-    from audiosweep.audio.frontend import FrontEnd
-    from audiosweep.audio.waveform import PadOrTruncate, RandomRoll, SpeedPerturbation
-    from audiosweep.config import AudioConfig
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    length = int(args.seconds * args.sample_rate)
-    x = torch.randn(args.batch, length)
-    frontend = FrontEnd(AudioConfig(sample_rate=args.sample_rate)).eval()
-    cases = {
-        "frontend (log-mel)": lambda: frontend(x),
-        "PadOrTruncate": lambda: PadOrTruncate(length)(x[:, : length - 1000]),
-        "RandomRoll": lambda: RandomRoll(p=1.0)(x),
-        "SpeedPerturbation nearest p=0.5": lambda: SpeedPerturbation(p=0.5)(x),
-        "SpeedPerturbation nearest p=1": lambda: SpeedPerturbation(p=1.0)(x),
-        "SpeedPerturbation linear p=1": lambda: SpeedPerturbation(p=1.0, interpolation="linear")(x),
-        "torchaudio resample 32k->35k (one rate)": lambda: AF.resample(x, 32_000, 35_000),
-    }
-    print(
-        f"input ({args.batch}, {length}) float32, threads={torch.get_num_threads()}, "
-        f"median of {args.repeats} repeats; wall and process CPU time (CPU time is the steadier "
-        "figure on a shared machine)"
-    )
-    wall, cpu = {}, {}
-    with torch.no_grad():
-        for name, fn in cases.items():
-            fn()
-            walls, cpus = [], []
-            for _ in range(args.repeats):
-                start_wall, start_cpu = time.perf_counter(), time.process_time()
-                fn()
-                walls.append(time.perf_counter() - start_wall)
-                cpus.append(time.process_time() - start_cpu)
-            wall[name], cpu[name] = statistics.median(walls), statistics.median(cpus)
-    base = cpu["frontend (log-mel)"]
-    for name in cases:
-        print(
-            f"{name:42s} wall {wall[name] * 1e3:8.1f} ms  cpu {cpu[name] * 1e3:8.1f} ms  "
-            f"{cpu[name] / base:5.2f}x frontend (cpu)"
-        )
     return 0

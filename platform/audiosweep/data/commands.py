@@ -1,11 +1,9 @@
-"""``audiosweep prepare audioset|hf|demo``, ``audiosweep verify`` and ``audiosweep bench pipeline``."""
+"""``audiosweep prepare audioset|hf|demo|...``, ``audiosweep verify`` and ``audiosweep summary``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-
-from audiosweep.config import DataConfig
 
 
 def _common_output(p: argparse.ArgumentParser, *, labels: bool = True) -> None:
@@ -171,29 +169,7 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench_pipeline(args: argparse.Namespace) -> int:
-    from .bench_pipeline import bench_pipeline, format_result
-
-    if args.synthetic_clips:
-        from .synthetic import write_synthetic
-
-        write_synthetic(args.data, clips=args.synthetic_clips, clip_seconds=args.synthetic_seconds)
-    result = bench_pipeline(
-        args.data,
-        split=args.split,
-        repeats=args.repeats,
-        batch_size=args.batch_size,
-        clip_seconds=args.clip_seconds,
-        address=args.address,
-        planned=args.planned,
-        mix_rows=args.mix_rows,
-        task_cpus=args.task_cpus,
-    )
-    print(format_result(result))
-    return 0
-
-
-def register(sub, bench) -> None:
+def register(sub) -> None:
     prepare = sub.add_parser("prepare", help="build a dataset of Parquet audio shards")
     sources = prepare.add_subparsers(dest="source", required=True, metavar="SOURCE")
 
@@ -267,39 +243,3 @@ def register(sub, bench) -> None:
     p = sub.add_parser("summary", help="rows, bytes and per-class positives of a dataset")
     p.add_argument("dataset", help="dataset folder")
     p.set_defaults(func=_summary)
-
-    p = bench.add_parser("pipeline", help="Ray Data reader vs a plain pyarrow+soundfile loop")
-    p.add_argument("--data", required=True, help="dataset folder")
-    p.add_argument(
-        "--synthetic-clips",
-        type=int,
-        default=0,
-        help="first write a synthetic dataset of this many train clips to --data (kept and "
-        "reused when it already holds as many)",
-    )
-    p.add_argument("--synthetic-seconds", type=float, default=10.0, help="synthetic clip length")
-    p.add_argument("--split", default="train")
-    p.add_argument(
-        "--planned",
-        action="store_true",
-        help="read through the per-epoch plan (a new epoch each pass), as training does",
-    )
-    p.add_argument(
-        "--mix-rows",
-        type=int,
-        default=DataConfig.mix_rows,
-        help="with --planned: rows each read task mixes (data.mix_rows)",
-    )
-    p.add_argument(
-        "--task-cpus",
-        type=float,
-        default=DataConfig.task_cpus,
-        help="CPU each Ray read/decode task reserves (data.task_cpus)",
-    )
-    p.add_argument("--repeats", type=int, default=3, help="passes per reader (median reported)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--clip-seconds", type=float, default=None, help="default: the manifest's")
-    p.add_argument(
-        "--address", default=None, help="Ray address (default: RAY_ADDRESS or a local instance)"
-    )
-    p.set_defaults(func=_bench_pipeline)

@@ -32,9 +32,6 @@ Classes (``/demo/...`` MIDs; lengths quoted for 10 s clips):
 
 Clip ``i`` of a split is generated from ``numpy.random.default_rng([seed, split, i])``,
 so any clip can be regenerated on its own (:func:`generate_clip`).
-
-Over 300 lines because each class above has its own small synthesiser; they share the
-background, mixing and random draws and are read against the table above.
 """
 
 from __future__ import annotations

@@ -22,7 +22,11 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from ray.data._internal.execution.execution_callback import ExecutionCallback
+from audiosweep.ray_compat import (
+    execution_callback_base,
+    executor_has_active_tasks,
+    refresh_zero_resource_limits,
+)
 
 if TYPE_CHECKING:
     import ray.data
@@ -32,10 +36,12 @@ IDLE_SLEEP_S = 0.05
 COLD_START_S = 1.0
 
 
+ExecutionCallback = execution_callback_base()
+
+
 class IdleBackoff(ExecutionCallback):
     def on_execution_step(self, executor: Any) -> None:
-        topology = getattr(executor, "_topology", None) or {}
-        if not any(op.num_active_tasks() for op in topology):
+        if not executor_has_active_tasks(executor):
             time.sleep(IDLE_SLEEP_S)
 
 
@@ -52,12 +58,7 @@ class PromptResourceLimits(ExecutionCallback):
     def on_execution_step(self, executor: Any) -> None:
         if time.monotonic() - self._started > COLD_START_S:
             return
-        manager = getattr(executor, "_resource_manager", None)
-        limits = getattr(manager, "_global_limits", None)
-        if limits is None or not hasattr(manager, "_global_limits_last_update_time"):
-            return  # another Ray version: keep its own behaviour
-        if not limits.cpu and not limits.object_store_memory:
-            manager._global_limits_last_update_time = 0.0
+        refresh_zero_resource_limits(executor)
 
 
 CALLBACKS = (PromptResourceLimits, IdleBackoff)

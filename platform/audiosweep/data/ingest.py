@@ -18,7 +18,7 @@ from typing import Any, TypedDict
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from .rows import ClipSource, RowSpec, make_row
+from .rows import ClipSource, RowSpec, convert
 from .schema import DEFAULT_CLIP_SECONDS, DEFAULT_SAMPLE_RATE, DatasetError, LabelIndex
 from .writer import DatasetWriter, Rejection, Row
 
@@ -74,11 +74,6 @@ def _ordered_map(fn: Callable, items: Iterable, workers: int) -> Iterator:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
-
-
-def convert(item: ClipSource | Rejection, spec: RowSpec) -> Row | Rejection:
-    """A row, or the reason the clip is not one (a source may arrive already rejected)."""
-    return item if isinstance(item, Rejection) else make_row(item, spec)
 
 
 def mark_duplicates(

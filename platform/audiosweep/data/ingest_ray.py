@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .rows import ClipSource, RowSpec
+from .rows import ClipSource, RowSpec, convert
 from .schema import REJECT_REASONS, write_json_atomic
 from .writer import DatasetWriter, Rejection, Row, SplitWriter
 
@@ -90,8 +90,6 @@ def write_chunk(
     """Convert one chunk into shard ``index`` of ``split`` (none when every clip is rejected),
     then record it; returns the chunk's manifest entry. Runs in a Ray task."""
     import torch
-
-    from .ingest import convert
 
     torch.set_num_threads(1)
     writer = SplitWriter(

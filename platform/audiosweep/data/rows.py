@@ -77,6 +77,11 @@ def make_row(source: ClipSource, spec: RowSpec) -> Row | Rejection:
     return Row(clip_id, encoded, spec.sample_rate, int(wave.shape[-1]), labels)
 
 
+def convert(item: ClipSource | Rejection, spec: RowSpec) -> Row | Rejection:
+    """A row, or the reason the clip is not one (a source may arrive already rejected)."""
+    return item if isinstance(item, Rejection) else make_row(item, spec)
+
+
 def row_from_wave(
     clip_id: str, wave: np.ndarray, sample_rate: int, labels: tuple[int, ...], audio_format: str
 ) -> Row:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from audiosweep.errors import UserError
+from audiosweep.errors import DatasetError
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -44,10 +44,6 @@ SHARD_SCHEMA = pa.schema(
     ],
     metadata={"audiosweep.schema_version": str(SCHEMA_VERSION)},
 )
-
-
-class DatasetError(UserError):
-    """A dataset folder that cannot be used as asked (incomplete, mismatched, refused)."""
 
 
 def default_labels_path() -> Path:

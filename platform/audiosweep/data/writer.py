@@ -3,10 +3,6 @@
 Every shard is written under a hidden temporary name and renamed when complete; the
 manifest (the dataset's completion marker) is written only after every split is closed,
 so an interrupted ingest never leaves a folder that reads as a complete dataset.
-
-Over 300 lines because the shard writer and the dataset writer share the guarantees above
-(temporary names, rejections kept with their reasons, the manifest last); apart, each would
-half-state them.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 
-def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate",
         help="evaluate a checkpoint on a dataset split (mAP, d', per-class AP), logged to MLflow",
@@ -58,6 +58,7 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from audiosweep import tracking
     from audiosweep.errors import UserError
     from audiosweep.evaluate.run import (
         EvalOptions,
@@ -68,7 +69,6 @@ def _evaluate(args: argparse.Namespace) -> int:
         write_report,
     )
     from audiosweep.evaluate.source import open_checkpoint
-    from audiosweep.sweep import tracking
 
     if args.tta is not None and args.tta < 0:
         raise UserError(f"--tta must be >= 0, not {args.tta}")

@@ -25,11 +25,7 @@ import yaml
 from audiosweep.config import ConfigError, TrialConfig
 from audiosweep.data.schema import DatasetError, DatasetInfo
 from audiosweep.evaluate.source import CheckpointSource, load_into
-from audiosweep.layout import CONFIG_FILE, PER_CLASS_AP_FILE
-
-# An evaluation's output folder; the config and per-class AP files are named as in a run folder.
-METRICS_FILE = "metrics.json"
-SCORES_FILE = "scores.npz"
+from audiosweep.layout import CONFIG_FILE, EVALUATION_FILE, PER_CLASS_AP_FILE, SCORES_FILE
 
 
 @dataclass
@@ -116,7 +112,7 @@ def evaluate_split(
 
     from audiosweep.data import read_split
     from audiosweep.evaluate.predict import Predictor
-    from audiosweep.train.metrics import auc_dprime
+    from audiosweep.train.metrics_multilabel import auc_dprime
     from audiosweep.train.task import task_for
 
     split = options.split or cfg.data.eval_split
@@ -198,7 +194,7 @@ def replica_resources(cfg: TrialConfig, options: EvalOptions) -> tuple[int, floa
     would wait forever). CPUs: ``train.cpus_per_worker``, capped so that a replica and a read
     task fit the largest node.
     """
-    from audiosweep.sweep.capacity import cluster_capacity, has_gpus
+    from audiosweep.capacity import cluster_capacity, has_gpus
 
     types = [t for t in cluster_capacity().node_types if t.max_workers > 0]
     gpus = (cfg.train.gpus_per_worker or 1.0) if has_gpus(types) else 0.0
@@ -250,7 +246,7 @@ def write_report(
             "dataset": cfg.data.path,
             **{k: _jsonable(v) for k, v in evaluation.metrics.items()},
         }
-        (tmp / METRICS_FILE).write_text(json.dumps(payload, indent=2) + "\n")
+        (tmp / EVALUATION_FILE).write_text(json.dumps(payload, indent=2) + "\n")
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)

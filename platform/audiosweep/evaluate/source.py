@@ -24,15 +24,11 @@ import torch
 import yaml
 from torch import Tensor
 
-from audiosweep.errors import UserError
+from audiosweep.errors import CheckpointError
 from audiosweep.layout import CONFIG_FILE, MODEL_EMA_FILE, MODEL_FILE, STATE_FILE
 from audiosweep.train.ema import EMA_STATE_KEY
 
 TRAINING_STATE_KEYS = {"model", "optimizer", "scheduler", "epoch", "extra"}
-
-
-class CheckpointError(UserError, ValueError):
-    """A checkpoint that cannot be read, or that does not fit the model it should load into."""
 
 
 @dataclass

@@ -10,11 +10,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from audiosweep import tracking
 from audiosweep.config import TrialConfig
-from audiosweep.evaluate.run import METRICS_FILE, Evaluation
+from audiosweep.evaluate.run import Evaluation
 from audiosweep.evaluate.source import CheckpointSource
-from audiosweep.layout import CONFIG_FILE, PER_CLASS_AP_FILE
-from audiosweep.sweep import tracking
+from audiosweep.layout import CONFIG_FILE, EVALUATION_FILE, PER_CLASS_AP_FILE
 
 EXPERIMENT = "audiosweep-evaluate"
 SHA256_TAG = "audiosweep.checkpoint_sha256"
@@ -69,7 +69,7 @@ def log_evaluation(
             for k, v in numeric.items()
         ]
         mlflow.log_batch(run_id, metrics=batch)
-        for name in (METRICS_FILE, PER_CLASS_AP_FILE, CONFIG_FILE):
+        for name in (EVALUATION_FILE, PER_CLASS_AP_FILE, CONFIG_FILE):
             mlflow.log_artifact(run_id, str(Path(report_dir) / name))
     except BaseException:
         mlflow.set_terminated(run_id, status="FAILED")

@@ -1,4 +1,4 @@
-"""`audiosweep models`, `audiosweep export` and `audiosweep bench dcls`."""
+"""`audiosweep models` and `audiosweep export`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from audiosweep.config import ConfigError
 from audiosweep.errors import CheckpointError
 
 
-def register(sub, bench) -> None:
+def register(sub) -> None:
     models = sub.add_parser(
         "models", help="table of every architecture x conv with parameter and DCLS position counts"
     )
@@ -46,25 +46,6 @@ def register(sub, bench) -> None:
     export.add_argument("--num-classes", type=int, default=None, help="classes (default 10)")
     export.add_argument("--n-mels", type=int, default=None, help="mel bins (default: SP4ASC's)")
     export.set_defaults(func=_export)
-
-    dcls = bench.add_parser(
-        "dcls", help="DSC vs DCLS (dcls package) vs DCLS (fast path) throughput"
-    )
-    dcls.add_argument("--arch", default="convnext_tiny")
-    dcls.add_argument("--batch", type=int, default=8)
-    dcls.add_argument("--repeats", type=int, default=3)
-    dcls.add_argument(
-        "--reference-repeats",
-        type=int,
-        default=1,
-        help="repeats of the slow dcls-package variant (0 leaves it out)",
-    )
-    dcls.add_argument("--frames", type=int, default=1001)
-    dcls.add_argument("--mels", type=int, default=128)
-    dcls.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    dcls.add_argument("--modes", default="inference,train", help="comma-separated: inference,train")
-    dcls.add_argument("--json", default=None, help="also write the results to this JSON file")
-    dcls.set_defaults(func=_bench_dcls)
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -151,23 +132,3 @@ def _load_state_dict(path: str) -> dict:
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             return state[key]
     return state
-
-
-def _bench_dcls(args: argparse.Namespace) -> int:
-    from audiosweep.models.bench_dcls import run_dcls_bench
-
-    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
-    result = run_dcls_bench(
-        arch=args.arch,
-        batch=args.batch,
-        repeats=args.repeats,
-        reference_repeats=args.reference_repeats,
-        n_mels=args.mels,
-        frames=args.frames,
-        threads=args.threads,
-        modes=modes,
-    )
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
-    return 0

@@ -22,9 +22,6 @@ dropped silently. Tensors that differ from the model's only by trailing singleto
 checkpoint has no place in the audio model and is left out; every other tensor is returned,
 even when its shape differs from the model's (a 1000-class head, a 7x7 kernel where the
 model has DCLS): deciding what to do with those is the loader's job (`models.pretrained`).
-
-Over 300 lines because it holds one table of renaming rules per source layout; the rules are
-data and read best side by side, and no rule is used outside this module.
 """
 
 from __future__ import annotations

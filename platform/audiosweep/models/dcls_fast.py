@@ -24,10 +24,6 @@ positions spread over the grid (as after training) keeps its full size. Cached (
 are cropped on every device, kernels built for training on the CPU only (the scan waits for the
 kernel each forward). On CPU the depthwise convolution runs channels_last, with a backward pass
 made of forward convolutions (torch's CPU backward for large depthwise kernels is far slower).
-
-Over 300 lines because the kernel construction, its autograd function and the layer that
-caches and crops the kernel share their invariants (separable profiles, exact-zero borders, no
-subnormals); split apart, a change to one could silently break the others' equality with `dcls`.
 """
 
 from __future__ import annotations

@@ -7,15 +7,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from audiosweep.errors import UserError
+from audiosweep.errors import ExportError
 
 # DCASE 2021 task 1a's model size limit: 128 KB (KiB), 65,536 float16 parameters.
 SIZE_LIMIT_BYTES = 128 * 1024
 EXPORT_NAME = "model_fp16.safetensors"
-
-
-class ExportError(UserError):
-    """A run folder that cannot be exported as asked."""
 
 
 def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 
-def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sweep",
         help="run a search space (grid, ablation, Optuna) as Ray Tune trials tracked in MLflow",
@@ -28,7 +28,8 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
         help="resume an interrupted sweep; finished trials are kept",
     )
     p.add_argument(
-        "--run-root", help="folder for sweep state and trial checkpoints (default: train run_root)"
+        "--run-root",
+        help="folder for sweep state and trial checkpoints (default: the config's run_root, 'runs')",
     )
     p.add_argument(
         "--address", help="Ray cluster address (default: RAY_ADDRESS, else a local cluster)"
@@ -81,7 +82,7 @@ def _sweep(args: argparse.Namespace) -> int:
     from audiosweep.storage import Folder, resolve_root
     from audiosweep.sweep.plan import plan_sweep
     from audiosweep.sweep.spaces import load_space
-    from audiosweep.sweep.tracking import tracking_uri
+    from audiosweep.tracking import tracking_uri
 
     base = load_preset(args.preset, args.overrides)
     space = load_space(args.space)
@@ -137,7 +138,8 @@ def print_plan(plan, address: str | None) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from audiosweep.sweep import report, tracking
+    from audiosweep import tracking
+    from audiosweep.sweep import report
 
     uri = tracking.tracking_uri(args.tracking_uri)
     mlflow = tracking.client(uri)
@@ -167,7 +169,7 @@ def _default_report_dir(run_root: str | None, sweep_id: str) -> str:
 
 
 def _family_of(mlflow, sweep_id: str) -> str | None:
-    from audiosweep.sweep import tracking
+    from audiosweep import tracking
 
     for exp in mlflow.search_experiments():
         if tracking.find_run(

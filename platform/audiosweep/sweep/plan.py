@@ -7,15 +7,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from audiosweep.config import ConfigError, TrialConfig
-from audiosweep.layout import RunLayout, SweepLayout
-from audiosweep.sweep.capacity import (
+from audiosweep.capacity import (
     Capacity,
     TrialNeeds,
     cluster_capacity,
     default_worker_gpus,
     max_concurrent,
 )
+from audiosweep.config import ConfigError, TrialConfig
+from audiosweep.layout import RunLayout, SweepLayout
 from audiosweep.sweep.spaces import SearchSpace, Variant
 
 
@@ -96,7 +96,7 @@ def _params_le_dsc(variants: list[Variant], base: TrialConfig) -> tuple[list[Var
 
 
 def max_concurrent_trials(base: TrialConfig, capacity: Capacity) -> int:
-    """As many trials as fit at once in what the cluster can grow to (sweep/capacity.py), or
+    """As many trials as fit at once in what the cluster can grow to (capacity.py), or
     `sweep.max_concurrent_trials`; a trial that can never fit raises a one-line ConfigError."""
     explicit = base.sweep.max_concurrent_trials
     if explicit and not capacity.complete:
@@ -118,7 +118,7 @@ def max_concurrent_trials(base: TrialConfig, capacity: Capacity) -> int:
 
 def planned_concurrency(base: TrialConfig, address: str | None) -> tuple[int, str]:
     """(trials at once, where that comes from) for a dry run: no cluster is started."""
-    from audiosweep.sweep.capacity import Capacity, NodeType
+    from audiosweep.capacity import Capacity, NodeType
 
     address = address or os.environ.get("RAY_ADDRESS")
     if address:

@@ -2,10 +2,7 @@
 throughput, and per architecture the DCLS − DSC difference with a Welch t-test.
 
 Single-label sweeps (``data.task=singlelabel``, e.g. SP4ASC on scenes) get accuracy and log
-loss instead of mAP: `sweep.report_scenes`.
-
-Over 300 lines because the paper's published rows (data, quoted with their source) sit
-beside the code that prints ours next to them."""
+loss instead of mAP: `sweep.report_scenes`."""
 
 from __future__ import annotations
 
@@ -14,7 +11,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from audiosweep.sweep import tables, tracking
+from audiosweep import tracking
+from audiosweep.sweep import tables
 
 # Table 1 of Khalfaoui-Hassani, Masquelier & Pellegrini, "Audio classification with Dilated
 # Convolution with Learnable Spacings" (NeurIPS 2023 ML4Audio workshop, arXiv 2309.13972):
@@ -324,8 +322,6 @@ def publish_to(mlflow, parent_run_id: str, rep: dict[str, Any], location: str) -
 
 def publish(mlflow, parent_run_id: str, rep: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     """Write report.md / report.csv / report.png and log them to the sweep's parent run."""
-    from audiosweep.sweep.plots import report_bars
-
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {
         "md": out_dir / "report.md",
@@ -352,3 +348,53 @@ def publish(mlflow, parent_run_id: str, rep: dict[str, Any], out_dir: Path) -> d
     for path in paths.values():
         mlflow.log_artifact(parent_run_id, str(path), artifact_path="report")
     return paths
+
+
+def report_bars(
+    rows: list[dict[str, Any]],
+    out: Path,
+    title: str = "",
+    chance: float | None = None,
+    metric: str = "map",
+) -> Path:
+    """``metric`` (mAP, or a single-label sweep's accuracy) mean ± std per case, grouped by
+    architecture, on an axis from 0, with the chance level drawn across."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: workers and CI have no display
+    import matplotlib.pyplot as plt
+
+    labels = [
+        f"{r['arch']}\n{r['conv']}" + (f"\n{r['label']}" if r.get("label") else "") for r in rows
+    ]
+    means = [r[f"{metric}_mean"] for r in rows]
+    stds = [
+        0.0 if r[f"{metric}_std"] is None or math.isnan(r[f"{metric}_std"]) else r[f"{metric}_std"]
+        for r in rows
+    ]
+    colors = ["C0" if r["conv"] == "dsc" else "C3" for r in rows]
+    fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(rows)), 3.8))
+    ax.bar(range(len(rows)), means, yerr=stds, capsize=4, color=colors)
+    ax.set_xticks(range(len(rows)), labels, fontsize=8)
+    ylabel = {"map": "eval mAP", "accuracy": "eval accuracy", "accuracy_tta": "accuracy, TTA"}
+    ax.set_ylabel(f"{ylabel.get(metric, metric)} (mean ± std over seeds)")
+    if chance is not None and not math.isnan(chance):
+        ax.axhline(chance, color="0.3", linestyle="--", linewidth=1)
+        ax.annotate(
+            f"chance {chance:.3f}",
+            (1.0, chance),
+            xycoords=("axes fraction", "data"),
+            xytext=(-4, 3),
+            textcoords="offset points",
+            ha="right",
+            fontsize=8,
+            color="0.3",
+        )
+    hi = max((m + s for m, s in zip(means, stds, strict=True)), default=1)
+    ax.set_ylim(0.0, min(1.0, max(hi, chance or 0.0) * 1.15 + 0.01))
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

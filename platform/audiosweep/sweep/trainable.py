@@ -13,7 +13,7 @@ from typing import Any
 from ray.train.v2.api.callback import UserCallback
 
 from audiosweep.config import TrialConfig
-from audiosweep.sweep.trial_run import TrialRun
+from audiosweep.train.trial_run import TrialRun
 
 
 @dataclass
@@ -51,9 +51,9 @@ def run_trial_in_tune(config: dict[str, Any], context: SweepContext) -> dict[str
     from ray.train.v2.api.exceptions import TrainingFailedError
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    from audiosweep import tracking
     from audiosweep.layout import SweepLayout
     from audiosweep.ray_cluster import quiet_data_progress
-    from audiosweep.sweep import tracking
     from audiosweep.train.checks import resolve_trial
     from audiosweep.train.failures import deterministic_reason
     from audiosweep.train.trainer import build_trainer

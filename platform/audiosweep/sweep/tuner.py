@@ -7,13 +7,13 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from audiosweep.config import TrialConfig
-from audiosweep.storage import Folder, is_uri, name_of
-from audiosweep.sweep.capacity import (
+from audiosweep.capacity import (
     TrialNeeds,
     cluster_capacity,
     default_worker_gpus,
 )
+from audiosweep.config import TrialConfig
+from audiosweep.storage import Folder, is_uri, name_of
 from audiosweep.sweep.plan import SweepPlan, max_concurrent_trials
 from audiosweep.sweep.spaces import SearchSpace
 
@@ -61,8 +61,9 @@ def run_sweep(
     """Run (or resume) the sweep; returns the report dict. Finished trials are never re-run."""
     from ray import tune
 
+    from audiosweep import tracking
     from audiosweep.ray_cluster import cwd_kept, pin_data_actors_here
-    from audiosweep.sweep import report, tracking
+    from audiosweep.sweep import report
     from audiosweep.sweep.progress import SweepProgress
     from audiosweep.sweep.trainable import SweepContext, run_trial_in_tune
 
@@ -260,7 +261,7 @@ def _trial_name(trial) -> str:
 def _close_stopped_trials(mlflow, family: str, sweep_id: str) -> None:
     """Trials that ASHA stopped (or that died) never close their MLflow run: close them here,
     keeping what they logged."""
-    from audiosweep.sweep import tracking
+    from audiosweep import tracking
 
     exp = mlflow.get_experiment_by_name(family)
     if exp is None:

@@ -6,7 +6,7 @@ import argparse
 import json
 
 
-def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
         help="train one trial (case + seed + hyper-parameters) with Ray Train",
@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
     p.add_argument("overrides", nargs="*", help="dotted overrides: section.key=value")
     p.add_argument("--name", help="run name (default: <preset>-<arch>-<conv>-s<seed>)")
     p.add_argument(
-        "--run-root", help="folder holding run folders (default: train.run_root, 'runs')"
+        "--run-root", help="folder holding run folders (default: the config's run_root, 'runs')"
     )
     p.add_argument(
         "--address", help="Ray cluster address (default: RAY_ADDRESS, else a local cluster)"
@@ -65,7 +65,7 @@ def _train(args: argparse.Namespace) -> int:
     cfg = check_on_driver(cfg)
     uri = None
     if not args.no_track:
-        from audiosweep.sweep import tracking
+        from audiosweep import tracking
 
         uri = tracking.configured_uri(args.tracking_uri)
         if uri:
@@ -79,7 +79,7 @@ def _train(args: argparse.Namespace) -> int:
     connect(args.address)
     tracker = None
     if uri:
-        from audiosweep.sweep.trial_run import TrialRun
+        from audiosweep.train.trial_run import TrialRun
 
         tracker = TrialRun.open_single(uri, cfg)
     try:

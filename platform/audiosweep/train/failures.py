@@ -14,24 +14,22 @@ working directory gone), or a worker process lost while it initialises. A fresh 
 mends those, so they are retried too, up to `max_failures` times, while the startup errors Ray
 retries itself (an autoscaler still bringing nodes up) keep their unlimited retries.
 
-The policy is chosen where `TorchTrainer.fit` builds it, so `trainer.TrialTrainer.fit` repeats
-that method's few lines with this policy (the internals are those of the pinned ray==2.60.0).
-Ray Train unpickles the policy in its controller, a fresh process per trial: this module imports
-neither torch nor the models.
+Ray Train has no public way to choose the policy: `ray_compat` adapts its private one to the
+two predicates here. Ray Train unpickles the policy in its controller, a fresh process per
+trial: this module imports neither torch nor the models.
 """
 
 from __future__ import annotations
 
 from ray.exceptions import RayActorError, RaySystemError
-from ray.train.v2._internal.exceptions import UserExceptionWithTraceback
-from ray.train.v2._internal.execution.failure_handling import (
-    DefaultFailurePolicy,
-    FailureDecision,
-)
-from ray.train.v2._internal.execution.failure_handling.default import RETRYABLE_CONTROLLER_ERRORS
 from ray.train.v2.api.exceptions import ControllerError, TrainingFailedError, WorkerGroupError
 
 from audiosweep.errors import UserError
+from audiosweep.ray_compat import (
+    PredicateFailurePolicy,
+    ray_retries_controller_error,
+    user_exception,
+)
 
 DETERMINISTIC = (
     UserError,
@@ -49,9 +47,7 @@ DETERMINISTIC = (
 
 def is_deterministic(error: BaseException) -> bool:
     """True for an error that a restart would raise again."""
-    if isinstance(error, UserExceptionWithTraceback):
-        error = error._base_exc
-    return isinstance(error, DETERMINISTIC)
+    return isinstance(user_exception(error), DETERMINISTIC)
 
 
 def deterministic_reason(error: TrainingFailedError) -> str | None:
@@ -60,7 +56,7 @@ def deterministic_reason(error: TrainingFailedError) -> str | None:
         return None
     for failure in error.worker_failures.values():
         if is_deterministic(failure):
-            base = getattr(failure, "_base_exc", failure)
+            base = user_exception(failure)
             return f"{type(base).__name__}: {' '.join(str(base).split())}"[:500]
     return None
 
@@ -79,7 +75,7 @@ def is_system_startup_failure(error: TrainingFailedError) -> bool:
     no deterministic error among its causes) that Ray does not retry by itself."""
     if not isinstance(error, ControllerError):
         return False
-    if isinstance(error.controller_failure, RETRYABLE_CONTROLLER_ERRORS):
+    if ray_retries_controller_error(error.controller_failure):
         return False
     causes = list(_causes(error.controller_failure))
     if any(is_deterministic(c) for c in causes):
@@ -92,22 +88,13 @@ def is_deterministic_failure(error: TrainingFailedError) -> bool:
     return deterministic_reason(error) is not None
 
 
-class DeterministicFailurePolicy(DefaultFailurePolicy):
+class DeterministicFailurePolicy(PredicateFailurePolicy):
+    """Ray Train's failure policy, except that a deterministic failure ends the run at once and
+    a system failure while workers start is retried (up to `max_failures` times)."""
+
     def __init__(self, failure_config) -> None:
-        super().__init__(failure_config)
-        self._system_startup_failures = 0
-
-    def _is_retryable_error(self, training_failed_error: TrainingFailedError) -> bool:
-        if is_deterministic_failure(training_failed_error):
-            return False
-        if is_system_startup_failure(training_failed_error):
-            return True
-        return super()._is_retryable_error(training_failed_error)
-
-    def make_decision(self, training_failed_error: TrainingFailedError) -> FailureDecision:
-        if is_system_startup_failure(training_failed_error):
-            self._system_startup_failures += 1
-            limit = self.failure_config.max_failures
-            if limit != -1 and self._system_startup_failures > limit:
-                return FailureDecision.RAISE
-        return super().make_decision(training_failed_error)
+        super().__init__(
+            failure_config,
+            never_retry=is_deterministic_failure,
+            also_retry=is_system_startup_failure,
+        )

@@ -31,6 +31,7 @@ from ray.train.v2.api.exceptions import WorkerGroupError
 
 from audiosweep.layout import CHECKPOINT_POINTER
 from audiosweep.ray_cluster import data_console_quiet
+from audiosweep.ray_compat import train_function
 from audiosweep.storage import Folder, join, name_of
 from audiosweep.train.failures import is_deterministic
 
@@ -103,7 +104,7 @@ def fit_in_process(trainer: Any, run_dir: str) -> Result:
         _current = run
         try:
             with data_console_quiet():
-                value = trainer._get_train_func()()
+                value = train_function(trainer)()
         except Exception as err:
             line = f"{type(err).__name__}: {' '.join(str(err).split())}"
             if is_deterministic(err) or (limit != -1 and failures >= limit):

@@ -35,7 +35,7 @@ class Task:
 
 
 def _tagging(targets: Tensor, probs: Tensor) -> dict[str, Any]:
-    from audiosweep.train.metrics import tagging_metrics
+    from audiosweep.train.metrics_multilabel import tagging_metrics
 
     m = tagging_metrics(targets, probs)
     prevalence = targets.mean(0)
@@ -89,7 +89,7 @@ class SingleLabel(Task):
         )
 
     def metrics(self, targets: Tensor, probs: Tensor) -> dict[str, Any]:
-        from audiosweep.train.classification import classification_metrics
+        from audiosweep.train.metrics_singlelabel import classification_metrics
 
         m = classification_metrics(targets, probs)
         out = {f"eval_{k}": v for k, v in m.items()}

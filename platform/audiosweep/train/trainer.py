@@ -8,11 +8,10 @@ from typing import Any
 import yaml
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
-from ray.train.v2._internal.execution.scaling_policy import create_scaling_policy
-from ray.train.v2._internal.util import ObjectRefWrapper
 
 from audiosweep.config import TrialConfig
 from audiosweep.layout import CONFIG_FILE, RunLayout
+from audiosweep.ray_compat import fit_with_failure_policy
 from audiosweep.train.checks import resolve_trial
 from audiosweep.train.data_split import ExactEvalDataConfig
 from audiosweep.train.failures import DeterministicFailurePolicy
@@ -22,9 +21,9 @@ from audiosweep.train.seeding import derive_seed
 
 
 class TrialTrainer(TorchTrainer):
-    """`TorchTrainer` whose run is not retried after a deterministic failure: `fit` repeats
-    `TorchTrainer.fit`'s few lines (ray==2.60.0) with `failures.DeterministicFailurePolicy`.
-    With `in_process_dir` set, its one worker's loop runs in this process (`in_process.py`)."""
+    """`TorchTrainer` whose run is not retried after a deterministic failure
+    (`failures.DeterministicFailurePolicy`, through `ray_compat`). With `in_process_dir` set,
+    its one worker's loop runs in this process (`in_process.py`)."""
 
     in_process_dir: str | None = None
 
@@ -35,17 +34,8 @@ class TrialTrainer(TorchTrainer):
             return fit_in_process(self, self.in_process_dir)
         if self.running_in_local_mode:
             return super().fit()
-        result = self._initialize_and_run_controller(
-            train_fn_ref=ObjectRefWrapper(self._get_train_func()),
-            scaling_policy=create_scaling_policy(self.scaling_config),
-            failure_policy=DeterministicFailurePolicy(self.run_config.failure_config),
-            train_run_context=self.train_run_context,
-            callbacks=self._create_default_callbacks(),
-            validation_config=self.validation_config,
-        )
-        if result.error:
-            raise result.error
-        return result
+        policy = DeterministicFailurePolicy(self.run_config.failure_config)
+        return fit_with_failure_policy(self, policy)
 
 
 @dataclass
@@ -61,7 +51,7 @@ def worker_gpus(cfg: TrialConfig) -> float:
     has one (not only the nodes alive now: GPU workers often scale from zero)."""
     if cfg.train.gpus_per_worker is not None:
         return cfg.train.gpus_per_worker
-    from audiosweep.sweep.capacity import cluster_capacity, default_worker_gpus
+    from audiosweep.capacity import cluster_capacity, default_worker_gpus
 
     return default_worker_gpus(cluster_capacity().node_types)
 

@@ -7,10 +7,6 @@ Ray exposes them to a driver, and only as a last resort from the nodes alive now
 
 The packing functions are pure (node types + a trial's needs), so they can be tested without
 a cluster; `cluster_capacity()` is the one part that asks Ray.
-
-Over 300 lines because reading node types has three sources (the autoscaler's live state,
-an autoscaling config file, the nodes alive now), each with its own format; they feed the one
-packing rule and are kept beside it so that the rule and its inputs are read together.
 """
 
 from __future__ import annotations
@@ -232,12 +228,9 @@ def cluster_capacity() -> Capacity:
     """
     import ray
 
-    try:
-        from ray._private.state import state
+    from audiosweep.ray_compat import gcs_cluster_config
 
-        config = state.get_cluster_config()
-    except Exception:  # an internal API: its absence only means this source is unavailable
-        config = None
+    config = gcs_cluster_config()
     if config is not None and config.node_group_configs:
         return Capacity(node_types_from_cluster_config(config), "the GCS cluster config")
     path = os.environ.get(CONFIG_ENV) or _autoscaler_config_path(_gcs_address())

@@ -6,13 +6,12 @@ segments CSV. Variants run alternately, each ingest into a fresh folder, and the
 medians. Before timing on Ray, one untimed ingest brings the autoscaler's nodes up and warms
 the workers, and the run waits until ``--nodes`` worker nodes are alive.
 
-    python -m audiosweep.data.bench_ingest --input /tmp/bench_in --clips 300 \\
+    audiosweep bench ingest --input /tmp/bench_in --clips 300 \\
         --address 127.0.0.1:6390 --nodes 2 --repeats 3
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import statistics
@@ -25,8 +24,8 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from .ingest import resolve_labels
-from .ingest_audioset import prepare_audioset
+from audiosweep.data.ingest import resolve_labels
+from audiosweep.data.ingest_audioset import prepare_audioset
 
 SOURCE_RATE = 44100
 
@@ -79,7 +78,7 @@ def _pool_start_seconds(workers: int) -> float:
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
-    from .ingest import _init_worker
+    from audiosweep.data.ingest import _init_worker
 
     start = time.perf_counter()
     with ProcessPoolExecutor(
@@ -159,32 +158,3 @@ def format_result(r: dict[str, Any]) -> str:
         "of each of its runs"
     )
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--input", required=True, type=Path, help="input folder (made once)")
-    parser.add_argument("--clips", type=int, default=300)
-    parser.add_argument("--address", default=None, help="Ray cluster to compare against")
-    parser.add_argument("--nodes", type=int, default=1, help="worker nodes to wait for")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--shard-clips", type=int, default=16)
-    parser.add_argument("--out-root", type=Path, default=Path(tempfile.gettempdir()))
-    args = parser.parse_args(argv)
-    result = bench_ingest(
-        args.input,
-        clips=args.clips,
-        address=args.address,
-        nodes=args.nodes,
-        workers=args.workers,
-        repeats=args.repeats,
-        shard_clips=args.shard_clips,
-        out_root=args.out_root,
-    )
-    print(format_result(result))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

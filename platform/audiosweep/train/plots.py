@@ -1,5 +1,4 @@
-"""Figures people would rather look at than read: learning curves, learned DCLS positions,
-and the report's mAP bars."""
+"""A trial's figures, logged with its MLflow run: learning curves and learned DCLS positions."""
 
 from __future__ import annotations
 
@@ -100,48 +99,3 @@ def dcls_positions_figure(
     )
     fig.tight_layout()
     return fig
-
-
-def report_bars(
-    rows: list[dict[str, Any]],
-    out: Path,
-    title: str = "",
-    chance: float | None = None,
-    metric: str = "map",
-) -> Path:
-    """``metric`` (mAP, or a single-label sweep's accuracy) mean ± std per case, grouped by
-    architecture, on an axis from 0, with the chance level drawn across."""
-    labels = [
-        f"{r['arch']}\n{r['conv']}" + (f"\n{r['label']}" if r.get("label") else "") for r in rows
-    ]
-    means = [r[f"{metric}_mean"] for r in rows]
-    stds = [
-        0.0 if r[f"{metric}_std"] is None or math.isnan(r[f"{metric}_std"]) else r[f"{metric}_std"]
-        for r in rows
-    ]
-    colors = ["C0" if r["conv"] == "dsc" else "C3" for r in rows]
-    fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(rows)), 3.8))
-    ax.bar(range(len(rows)), means, yerr=stds, capsize=4, color=colors)
-    ax.set_xticks(range(len(rows)), labels, fontsize=8)
-    ylabel = {"map": "eval mAP", "accuracy": "eval accuracy", "accuracy_tta": "accuracy, TTA"}
-    ax.set_ylabel(f"{ylabel.get(metric, metric)} (mean ± std over seeds)")
-    if chance is not None and not math.isnan(chance):
-        ax.axhline(chance, color="0.3", linestyle="--", linewidth=1)
-        ax.annotate(
-            f"chance {chance:.3f}",
-            (1.0, chance),
-            xycoords=("axes fraction", "data"),
-            xytext=(-4, 3),
-            textcoords="offset points",
-            ha="right",
-            fontsize=8,
-            color="0.3",
-        )
-    hi = max((m + s for m, s in zip(means, stds, strict=True)), default=1)
-    ax.set_ylim(0.0, min(1.0, max(hi, chance or 0.0) * 1.15 + 0.01))
-    ax.grid(axis="y", alpha=0.3)
-    ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out

@@ -5,20 +5,18 @@ repeat (file order, then a new epoch of the plan read through the workers' local
 buffer, as training reads it), and the report gives medians and the ratio. A whole pass is
 timed, start-up included, as a training epoch sees it.
 
-    python -m audiosweep.data.bench_shuffle --data data/demo --repeats 5 [--sampling balanced]
+    audiosweep bench shuffle --data data/demo --repeats 5 [--sampling balanced]
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import time
 from typing import Any
 
-from .bench_ray import benchmark_ray
-from .reader import read_split
-from .schema import DatasetInfo
+from audiosweep.data.reader import read_split
+from audiosweep.data.schema import DatasetInfo
 
 
 def pass_seconds(ds: Any, batch_size: int, shuffle_buffer: int = 0) -> tuple[float, int]:
@@ -105,32 +103,3 @@ def format_result(r: dict[str, Any]) -> str:
             f"  cost of the per-epoch plan: {100 * r['cost']:+.1f}% of reader throughput",
         ]
     )
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--split", default="train")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--sampling", default="uniform", choices=["uniform", "balanced"])
-    parser.add_argument("--task-cpus", type=float, default=1.0)
-    parser.add_argument("--shuffle-buffer", type=int, default=256, help="rows (0: none)")
-    parser.add_argument("--address", default=os.environ.get("RAY_ADDRESS"))
-    args = parser.parse_args(argv)
-    with benchmark_ray(args.address):
-        result = bench_shuffle(
-            args.data,
-            split=args.split,
-            repeats=args.repeats,
-            batch_size=args.batch_size,
-            sampling=args.sampling,
-            task_cpus=args.task_cpus,
-            shuffle_buffer=args.shuffle_buffer,
-        )
-    print(format_result(result))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

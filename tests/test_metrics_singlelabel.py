@@ -12,8 +12,8 @@ from sklearn.metrics import accuracy_score
 from sklearn.metrics import log_loss as sk_log_loss
 
 from audiosweep.config import ConfigError, TrialConfig
-from audiosweep.train.classification import accuracy, classification_metrics, log_loss
 from audiosweep.train.losses import SoftmaxFocalLoss
+from audiosweep.train.metrics_singlelabel import accuracy, classification_metrics, log_loss
 from audiosweep.train.task import task_for
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from ray.train.v2.api.callback import UserCallback
 
-from audiosweep.errors import UserError
+from audiosweep.errors import TrackingError
 
 SWEEP_TAG = "audiosweep.sweep_id"
 TRIAL_TAG = "audiosweep.trial_key"
@@ -26,10 +26,6 @@ NODE_TAG = "audiosweep.node_id"
 # Set on a trial run that failed in a way a rerun would repeat (its first error line).
 FAILURE_TAG = "audiosweep.deterministic_failure"
 LOCAL_URI_FILE = Path(".local") / "infra" / "mlflow_uri"
-
-
-class TrackingError(UserError, RuntimeError):
-    pass
 
 
 def configured_uri(explicit: str | None = None) -> str | None:

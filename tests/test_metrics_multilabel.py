@@ -10,7 +10,7 @@ import torch
 from scipy.stats import norm
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from audiosweep.train.metrics import (
+from audiosweep.train.metrics_multilabel import (
     auc_dprime,
     average_precision,
     map_with_excluded,

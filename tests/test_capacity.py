@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from audiosweep.config import ConfigError, TrialConfig, load_preset
-from audiosweep.sweep.capacity import (
+from audiosweep.capacity import (
     Capacity,
     NodeType,
     TrialNeeds,
@@ -20,6 +19,7 @@ from audiosweep.sweep.capacity import (
     node_types_from_autoscaling_config,
     trials_that_fit,
 )
+from audiosweep.config import ConfigError, TrialConfig, load_preset
 from audiosweep.sweep.plan import max_concurrent_trials
 
 REPO = Path(__file__).resolve().parents[1]

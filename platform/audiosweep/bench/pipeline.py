@@ -13,12 +13,11 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from audiosweep.bench import ray_session
 from audiosweep.config import DataConfig
-
-from .bench_ray import benchmark_ray
-from .plain_reader import iter_numpy_batches
-from .reader import read_split
-from .schema import DatasetInfo
+from audiosweep.data.plain_reader import iter_numpy_batches
+from audiosweep.data.reader import read_split
+from audiosweep.data.schema import DatasetInfo
 
 
 def _time_pass(
@@ -77,7 +76,7 @@ def bench_pipeline(
         return iter_numpy_batches(data, split, batch_size=batch_size, clip_seconds=clip_seconds)
 
     runs: dict[str, list[tuple[float, float, int, int]]] = {"ray": [], "plain": []}
-    with benchmark_ray(address):
+    with ray_session(address):
         for _ in range(repeats):
             runs["plain"].append(_time_pass(plain_pass))
             runs["ray"].append(_time_pass(ray_pass))

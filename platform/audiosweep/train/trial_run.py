@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from audiosweep import tracking
 from audiosweep.config import TrialConfig
-from audiosweep.sweep import tracking
 
 SINGLE_RUN_EXPERIMENT = "audiosweep-train"
 SUMMARY_TAGS = ("infer_shape", "infer_dtype", "infer_threads", "infer_device")
@@ -87,7 +87,7 @@ class TrialRun:
     def log_model(self, run_dir: Path, *, step: int) -> str | None:
         """The final weights as an MLflow logged model, linked to the metrics at `step`.
         A failure here is reported, not raised: the trial itself has finished."""
-        from audiosweep.sweep.logged_model import log_final_model
+        from audiosweep.train.logged_model import log_final_model
 
         tags = self.mlflow.get_run(self.run_id).data.tags
         model_tags = {k: tags[k] for k in (*trial_tags(self.cfg), tracking.SWEEP_TAG) if k in tags}
@@ -122,7 +122,7 @@ def log_trial_artifacts(mlflow, run_id: str, run_dir: str, cfg: TrialConfig) -> 
     positions as initialised and as learned (from their own file, not the training state)."""
     from audiosweep.layout import METRICS_FILE, POSITIONS_FILE, TRACKED_RUN_FILES
     from audiosweep.storage import Folder
-    from audiosweep.sweep import plots
+    from audiosweep.train import plots
     from audiosweep.train.checkpoint import load_positions
 
     folder = Folder(run_dir)

@@ -5,20 +5,18 @@ between the dataset's own execution callbacks and the same without `PromptResour
 one process and one Ray instance; whole passes are timed (start-up included: the cold start is
 what differs), and the report gives medians and their ratio.
 
-    python -m audiosweep.data.bench_cold_start --data syn5000s2 --passes 8
+    audiosweep bench cold-start --data syn5000s2 --passes 8
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 from typing import Any
 
-from .bench_ray import benchmark_ray
-from .bench_shuffle import pass_seconds
-from .execution_callbacks import PromptResourceLimits
-from .reader import read_split
+from audiosweep.bench.shuffle import pass_seconds
+from audiosweep.data.execution_callbacks import PromptResourceLimits
+from audiosweep.data.reader import read_split
 
 
 def bench_cold_start(
@@ -67,30 +65,3 @@ def format_result(r: dict[str, Any]) -> str:
             f"  ratio: {r['ratio']:.3f}x",
         ]
     )
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--split", default="train")
-    parser.add_argument("--passes", type=int, default=8, help="timed passes per variant")
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--task-cpus", type=float, default=1.0)
-    parser.add_argument("--address", default=os.environ.get("RAY_ADDRESS"))
-    args = parser.parse_args(argv)
-    with benchmark_ray(args.address):
-        result = bench_cold_start(
-            args.data,
-            split=args.split,
-            passes=args.passes,
-            warmup=args.warmup,
-            batch_size=args.batch_size,
-            task_cpus=args.task_cpus,
-        )
-    print(format_result(result))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from audiosweep.models import create_model, dcls_positions
-from audiosweep.sweep.plots import dcls_positions_figure, dcls_positions_plot
+from audiosweep.train.plots import dcls_positions_figure, dcls_positions_plot
 
 SIZE = 23
 

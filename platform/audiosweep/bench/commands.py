@@ -1,0 +1,214 @@
+"""``audiosweep bench dcls|pipeline|shuffle|cold-start|ingest|augment``: every benchmark."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from audiosweep.config import DataConfig
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("bench", help="benchmarks (ratios measured side by side)")
+    bench = parser.add_subparsers(dest="bench", required=True, metavar="BENCH")
+
+    p = bench.add_parser("dcls", help="DSC vs DCLS (dcls package) vs DCLS (fast path) throughput")
+    p.add_argument("--arch", default="convnext_tiny")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument(
+        "--reference-repeats",
+        type=int,
+        default=1,
+        help="repeats of the slow dcls-package variant (0 leaves it out)",
+    )
+    p.add_argument("--frames", type=int, default=1001)
+    p.add_argument("--mels", type=int, default=128)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--modes", default="inference,train", help="comma-separated: inference,train")
+    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.set_defaults(func=_dcls)
+
+    p = bench.add_parser("pipeline", help="Ray Data reader vs a plain pyarrow+soundfile loop")
+    _data_arguments(p, repeats=3)
+    p.add_argument(
+        "--synthetic-clips",
+        type=int,
+        default=0,
+        help="first write a synthetic dataset of this many train clips to --data (kept and "
+        "reused when it already holds as many)",
+    )
+    p.add_argument("--synthetic-seconds", type=float, default=10.0, help="synthetic clip length")
+    p.add_argument(
+        "--planned",
+        action="store_true",
+        help="read through the per-epoch plan (a new epoch each pass), as training does",
+    )
+    p.add_argument(
+        "--mix-rows",
+        type=int,
+        default=DataConfig.mix_rows,
+        help="with --planned: rows each read task mixes (data.mix_rows)",
+    )
+    p.add_argument("--clip-seconds", type=float, default=None, help="default: the manifest's")
+    p.set_defaults(func=_pipeline, task_cpus=DataConfig.task_cpus)
+
+    p = bench.add_parser("shuffle", help="cost of per-epoch shuffling (plan, buffer) per pass")
+    _data_arguments(p, repeats=5)
+    p.add_argument("--sampling", default="uniform", choices=["uniform", "balanced"])
+    p.add_argument("--shuffle-buffer", type=int, default=256, help="rows (0: none)")
+    p.set_defaults(func=_shuffle, task_cpus=1.0)
+
+    p = bench.add_parser(
+        "cold-start", help="first-second resource limits of a Ray Data pass, ours vs Ray's"
+    )
+    _data_arguments(p, repeats=None)
+    p.add_argument("--passes", type=int, default=8, help="timed passes per variant")
+    p.add_argument("--warmup", type=int, default=2)
+    p.set_defaults(func=_cold_start, task_cpus=1.0)
+
+    p = bench.add_parser("ingest", help="ingest on a local process pool vs Ray tasks")
+    p.add_argument("--input", required=True, type=Path, help="input folder (made once)")
+    p.add_argument("--clips", type=int, default=300)
+    p.add_argument("--address", default=None, help="Ray cluster to compare against")
+    p.add_argument("--nodes", type=int, default=1, help="worker nodes to wait for")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--shard-clips", type=int, default=16)
+    p.add_argument("--out-root", type=Path, default=Path(tempfile.gettempdir()))
+    p.set_defaults(func=_ingest)
+
+    p = bench.add_parser(
+        "augment", help="time waveform augmentations and the mel front end side by side"
+    )
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--sample-rate", type=int, default=32_000)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=None)
+    p.set_defaults(func=_augment)
+
+
+def _data_arguments(p: argparse.ArgumentParser, repeats: int | None) -> None:
+    """The options every benchmark over a dataset split shares."""
+    p.add_argument("--data", required=True, help="dataset folder")
+    p.add_argument("--split", default="train")
+    if repeats is not None:
+        p.add_argument("--repeats", type=int, default=repeats, help="passes (median reported)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument(
+        "--task-cpus", type=float, help="CPU each Ray read/decode task reserves (data.task_cpus)"
+    )
+    p.add_argument(
+        "--address", default=None, help="Ray address (default: RAY_ADDRESS or a local instance)"
+    )
+
+
+def _dcls(args: argparse.Namespace) -> int:
+    from audiosweep.bench.dcls import run_dcls_bench
+
+    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+    result = run_dcls_bench(
+        arch=args.arch,
+        batch=args.batch,
+        repeats=args.repeats,
+        reference_repeats=args.reference_repeats,
+        n_mels=args.mels,
+        frames=args.frames,
+        threads=args.threads,
+        modes=modes,
+    )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return 0
+
+
+def _pipeline(args: argparse.Namespace) -> int:
+    from audiosweep.bench.pipeline import bench_pipeline, format_result
+
+    if args.synthetic_clips:
+        from audiosweep.data.synthetic import write_synthetic
+
+        write_synthetic(args.data, clips=args.synthetic_clips, clip_seconds=args.synthetic_seconds)
+    result = bench_pipeline(
+        args.data,
+        split=args.split,
+        repeats=args.repeats,
+        batch_size=args.batch_size,
+        clip_seconds=args.clip_seconds,
+        address=args.address,
+        planned=args.planned,
+        mix_rows=args.mix_rows,
+        task_cpus=args.task_cpus,
+    )
+    print(format_result(result))
+    return 0
+
+
+def _shuffle(args: argparse.Namespace) -> int:
+    from audiosweep.bench import ray_session
+    from audiosweep.bench.shuffle import bench_shuffle, format_result
+
+    with ray_session(args.address):
+        result = bench_shuffle(
+            args.data,
+            split=args.split,
+            repeats=args.repeats,
+            batch_size=args.batch_size,
+            sampling=args.sampling,
+            task_cpus=args.task_cpus,
+            shuffle_buffer=args.shuffle_buffer,
+        )
+    print(format_result(result))
+    return 0
+
+
+def _cold_start(args: argparse.Namespace) -> int:
+    from audiosweep.bench import ray_session
+    from audiosweep.bench.cold_start import bench_cold_start, format_result
+
+    with ray_session(args.address):
+        result = bench_cold_start(
+            args.data,
+            split=args.split,
+            passes=args.passes,
+            warmup=args.warmup,
+            batch_size=args.batch_size,
+            task_cpus=args.task_cpus,
+        )
+    print(format_result(result))
+    return 0
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from audiosweep.bench.ingest import bench_ingest, format_result
+
+    result = bench_ingest(
+        args.input,
+        clips=args.clips,
+        address=args.address,
+        nodes=args.nodes,
+        workers=args.workers,
+        repeats=args.repeats,
+        shard_clips=args.shard_clips,
+        out_root=args.out_root,
+    )
+    print(format_result(result))
+    return 0
+
+
+def _augment(args: argparse.Namespace) -> int:
+    from audiosweep.bench.augment import run_augment_bench
+
+    run_augment_bench(
+        batch=args.batch,
+        seconds=args.seconds,
+        sample_rate=args.sample_rate,
+        repeats=args.repeats,
+        threads=args.threads,
+    )
+    return 0
