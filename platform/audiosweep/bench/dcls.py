@@ -24,7 +24,7 @@ MODES = ("inference", "train")
 
 
 @dataclass
-class Variant:
+class ModelVariant:
     name: str
     model: nn.Module
     channels_last_input: bool
@@ -49,26 +49,26 @@ def _spread_positions(model: nn.Module, seed: int = 0) -> nn.Module:
     return model
 
 
-def _build_variants(arch: str, include_reference: bool) -> list[Variant]:
+def _build_variants(arch: str, include_reference: bool) -> list[ModelVariant]:
     dsc = create_model(arch, "dsc")
     fast = create_model(arch, "dcls_gauss", dcls_impl="fast")
     variants = [
-        Variant("dsc (NCHW)", dsc, False),
-        Variant(
+        ModelVariant("dsc (NCHW)", dsc, False),
+        ModelVariant(
             "dsc (channels_last)", copy.deepcopy(dsc).to(memory_format=torch.channels_last), True
         ),
-        Variant("dcls fast path", fast, False),
-        Variant("dcls fast, spread P", _spread_positions(copy.deepcopy(fast)), False),
+        ModelVariant("dcls fast path", fast, False),
+        ModelVariant("dcls fast, spread P", _spread_positions(copy.deepcopy(fast)), False),
     ]
     if include_reference:
         reference = create_model(arch, "dcls_gauss", dcls_impl="reference")
         reference.load_state_dict(fast.state_dict())
-        variants.insert(2, Variant("dcls package", reference, False, reference=True))
+        variants.insert(2, ModelVariant("dcls package", reference, False, reference=True))
     return variants
 
 
 def _run(
-    variant: Variant, mode: str, x: torch.Tensor, target: torch.Tensor
+    variant: ModelVariant, mode: str, x: torch.Tensor, target: torch.Tensor
 ) -> tuple[float, torch.Tensor]:
     model = variant.model
     if variant.channels_last_input:
@@ -171,7 +171,7 @@ def run_dcls_bench(
     return {"setup": setup, "results": results, "fast_vs_package_max_rel_diff": agreement}
 
 
-def _agreement(variants: list[Variant]) -> dict[str, float]:
+def _agreement(variants: list[ModelVariant]) -> dict[str, float]:
     """Max |fast - package| / max |package| of the last outputs (same weights, same input)."""
     by_name = {v.name: v for v in variants}
     if "dcls package" not in by_name:
