@@ -1,4 +1,6 @@
-"""User mistakes end in one line on stderr, exit code 2, and no Ray started.
+"""User mistakes end in one line on stderr, exit code 2, and no Ray started (these tests carry
+no `integration` marker, so conftest's guard fails any of them that starts Ray, in this process
+or in the console script's).
 
 Most cases call `audiosweep.cli.main` in this process, with stdout and stderr captured at
 the file-descriptor level (so a library's log handler writing to fd 2 is seen too): each
@@ -31,13 +33,9 @@ class Result:
 
 @pytest.fixture
 def cli(tmp_path, monkeypatch, capfd):
-    """`cli(args, **env)`: `audiosweep ARGS` in this process, from `tmp_path`, with Ray's temp
-    folder in `tmp_path` (asserted empty afterwards: nothing started a Ray node)."""
-    ray_tmp = tmp_path / "ray-tmp"
-    ray_tmp.mkdir()
+    """`cli(args, **env)`: `audiosweep ARGS` in this process, from `tmp_path`."""
     for name in _UNSET:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("RAY_TMPDIR", str(ray_tmp))
     monkeypatch.setenv("AUDIOSWEEP_SEARCH_SPACES", str(REPO / "search_spaces"))
     monkeypatch.chdir(tmp_path)
 
@@ -52,23 +50,20 @@ def cli(tmp_path, monkeypatch, capfd):
         except SystemExit as exit_:  # argparse's own errors
             code = exit_.code if isinstance(exit_.code, int) else 1
         out, err = capfd.readouterr()
-        assert not any(ray_tmp.iterdir()), f"Ray was started: {list(ray_tmp.iterdir())}"
         return Result(code, out, err)
 
     return run
 
 
 def run_script(args: list[str], tmp_path: Path, **env_extra: str) -> Result:
-    """The installed `audiosweep` console script in a fresh process."""
-    ray_tmp = tmp_path / "ray-tmp"
-    ray_tmp.mkdir(exist_ok=True)
+    """The installed `audiosweep` console script in a fresh process (with the guard's
+    RAY_TMPDIR, inherited)."""
     env = {k: v for k, v in os.environ.items() if k not in _UNSET}
-    env.update(RAY_TMPDIR=str(ray_tmp), AUDIOSWEEP_SEARCH_SPACES=str(REPO / "search_spaces"))
+    env.update(AUDIOSWEEP_SEARCH_SPACES=str(REPO / "search_spaces"))
     env.update(env_extra)
     proc = subprocess.run(
         [str(AUDIOSWEEP), *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180
     )
-    assert not any(ray_tmp.iterdir()), f"Ray was started: {list(ray_tmp.iterdir())}"
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 

@@ -2,8 +2,8 @@
 
 Each stage of the data's path registers its own sub-commands (``register(sub)`` in
 ``<stage>/commands.py``), and the benchmarks theirs under ``bench`` (``bench/commands.py``);
-heavy imports happen inside the handlers so that ``--help`` and
-argument errors answer instantly.
+heavy imports happen inside the handlers so that ``--help`` and argument errors answer
+instantly.
 """
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ class PredicateFailurePolicy(DefaultFailurePolicy):
         return super()._is_retryable_error(training_failed_error)
 
     def make_decision(self, training_failed_error) -> FailureDecision:
-        if self._also_retry(training_failed_error) and not self._never_retry(training_failed_error):
+        if self._also_retry(training_failed_error):
             self._extra_retries += 1
             limit = self.failure_config.max_failures
             if limit != -1 and self._extra_retries > limit:

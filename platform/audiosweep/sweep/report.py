@@ -359,10 +359,7 @@ def report_bars(
 ) -> Path:
     """``metric`` (mAP, or a single-label sweep's accuracy) mean ± std per case, grouped by
     architecture, on an axis from 0, with the chance level drawn across."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # headless: workers and CI have no display
-    import matplotlib.pyplot as plt
+    from audiosweep.train.plots import plt  # pyplot on the headless backend
 
     labels = [
         f"{r['arch']}\n{r['conv']}" + (f"\n{r['label']}" if r.get("label") else "") for r in rows

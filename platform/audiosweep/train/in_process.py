@@ -1,11 +1,11 @@
 """A one-worker trial run in its caller's process (``train.in_process``).
 
 Ray Train runs a trial through a controller actor, one actor per worker and actors for its
-datasets, placement group, synchronisation and Tune reports: on a 2-core machine their start-up
-and imports are about a third of a demo trial's CPU time (docs/BENCHMARKS.md, "Fixed costs"). A trial with
-one worker needs none of them, so its caller (the Tune trial's actor, which Tune reuses from
-trial to trial, or `audiosweep train`) runs the worker loop itself and does for it what Ray
-Train would:
+datasets, placement group, synchronisation and Tune reports: on a 2-core machine their
+start-up and imports are about a third of a demo trial's CPU time (docs/BENCHMARKS.md, "Fixed
+costs"). A trial with one worker needs none of them, so its caller (the Tune trial's actor,
+which Tune reuses from trial to trial, or `audiosweep train`) runs the worker loop itself and
+does for it what Ray Train would:
 
 - the datasets are prepared as `ExactEvalDataConfig` prepares them for a single worker;
 - each reported checkpoint is copied into the run folder (``checkpoint_<time>``, as Ray Train
