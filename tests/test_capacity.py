@@ -31,7 +31,7 @@ GPU1 = {"CPU": 8, "GPU": 1}
 
 def _needs(workers: int, cpu: float, gpu: float = 0, data: float = 1.0, task: float = 1.0):
     worker = {"CPU": cpu, **({"GPU": gpu} if gpu else {})}
-    return TrialNeeds(workers=workers, worker=worker, data_cpus=data, data_task_cpus=task)
+    return TrialNeeds(workers=workers, worker=worker, data_cpus=data, data_read_cpus=task)
 
 
 def test_issue_shape_scales_from_zero_instead_of_refusing() -> None:
@@ -186,7 +186,7 @@ def test_a_trial_run_in_process_holds_its_worker_and_driver_as_one_bundle() -> N
     assert max_concurrent_trials(demo, Capacity(two_cores, "test")) == 2
     # Its driver and worker cannot be split over two nodes with half the room each.
     halves = [NodeType("half", {"CPU": 0.5}, 4)]
-    one = demo.with_overrides({"sweep.data_cpus": 0.2, "data.task_cpus": 0.2})
+    one = demo.with_overrides({"sweep.data_cpus": 0.2, "data.read_cpus": 0.2})
     with pytest.raises(ConfigError, match="more than any node type offers"):
         max_concurrent_trials(one, Capacity(halves, "test"))
 

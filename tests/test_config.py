@@ -49,6 +49,14 @@ def test_unknown_key_names_the_key_and_suggests():
         TrialConfig().with_overrides(["optimizer.lr=1"])
 
 
+def test_a_renamed_key_loads_from_a_saved_config_and_an_override_names_the_new_one():
+    saved = TrialConfig().to_dict()
+    saved["data"]["task_cpus"] = saved["data"].pop("read_cpus") / 4  # a run saved before
+    assert TrialConfig.from_dict(saved).data.read_cpus == 0.25
+    with pytest.raises(ConfigError, match="'data.task_cpus' is now 'data.read_cpus'"):
+        TrialConfig().with_overrides(["data.task_cpus=0.5"])
+
+
 def test_wrong_type_is_refused():
     with pytest.raises(ConfigError, match=r"train\.epochs: expected int"):
         TrialConfig().with_overrides(["train.epochs=many"])

@@ -47,7 +47,7 @@ class TrialNeeds:
     workers: int
     worker: dict[str, float]
     data_cpus: float
-    data_task_cpus: float
+    data_read_cpus: float
     driver_cpus: float = TRIAL_DRIVER_CPU
 
     @classmethod
@@ -63,7 +63,7 @@ class TrialNeeds:
             workers=cfg.train.num_workers,
             worker=worker,
             data_cpus=cfg.sweep.data_cpus,
-            data_task_cpus=cfg.data.task_cpus,
+            data_read_cpus=cfg.data.read_cpus,
             driver_cpus=driver_cpus,
         )
 
@@ -107,7 +107,7 @@ def trials_that_fit(node_types: list[NodeType], needs: TrialNeeds, limit: int = 
     data task) go wherever CPUs are left.
     """
     free = [dict(t.resources) for t in _expand(node_types)]
-    data_piece = min(needs.data_task_cpus, needs.data_cpus) if needs.data_cpus > 0 else 0.0
+    data_piece = min(needs.data_read_cpus, needs.data_cpus) if needs.data_cpus > 0 else 0.0
     pieces = math.ceil(needs.data_cpus / data_piece - _EPS) if data_piece else 0
     count = 0
     while count < limit:

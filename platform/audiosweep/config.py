@@ -48,7 +48,7 @@ class DataConfig:
     mix_rows: int = 256
     # CPU reserved by each Ray Data read/decode task; keep it below the CPUs the Train workers
     # leave free, or reading waits forever (small machines: a fraction).
-    task_cpus: float = 1.0
+    read_cpus: float = 1.0
     # Train split per epoch: uniform (every clip once, or samples_per_epoch uniform draws) |
     # balanced (PaSST class-balanced draws with replacement; an ablation, not the paper's recipe).
     sampling: Sampling = "uniform"
@@ -287,7 +287,13 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
+# Keys that changed name: saved run configs keep loading, an override names the new key.
+RENAMED_KEYS = {"data.task_cpus": "data.read_cpus"}
+
+
 def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    if key in RENAMED_KEYS:
+        raise ConfigError(f"config key {key!r} is now {RENAMED_KEYS[key]!r}")
     parts = key.split(".")
     node = tree
     for i, part in enumerate(parts[:-1]):
@@ -313,6 +319,11 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
         raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
     hints = get_type_hints(cls)
     names = {f.name for f in fields(cls)}
+    for old, new in RENAMED_KEYS.items():
+        old_section, _, old_leaf = old.rpartition(".")
+        if where == old_section + "." and old_leaf in data:
+            data = {**data, new.rpartition(".")[2]: data[old_leaf]}
+            del data[old_leaf]
     unknown = set(data) - names
     if unknown:
         key = sorted(unknown)[0]

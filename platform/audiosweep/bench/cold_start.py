@@ -26,14 +26,14 @@ def bench_cold_start(
     passes: int = 8,
     warmup: int = 2,
     batch_size: int = 32,
-    task_cpus: float = 1.0,
+    read_cpus: float = 1.0,
 ) -> dict[str, Any]:
     """``passes`` timed passes per variant after ``warmup`` untimed ones; Ray must be up."""
     runs: dict[str, list[float]] = {"prompt": [], "ray_default": []}
     clips_seen = set()
     for i in range(warmup + 2 * passes):
         variant = "prompt" if i % 2 else "ray_default"
-        ds = read_split(data, split, batch_size=batch_size, task_cpus=task_cpus, seed=0, epoch=i)
+        ds = read_split(data, split, batch_size=batch_size, read_cpus=read_cpus, seed=0, epoch=i)
         if variant == "ray_default":
             classes = ds.context.custom_execution_callback_classes
             ds.context.custom_execution_callback_classes = [

@@ -54,13 +54,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="with --planned: rows each read task mixes (data.mix_rows)",
     )
     p.add_argument("--clip-seconds", type=float, default=None, help="default: the manifest's")
-    p.set_defaults(func=_pipeline, task_cpus=DataConfig.task_cpus)
+    p.set_defaults(func=_pipeline, read_cpus=DataConfig.read_cpus)
 
     p = bench.add_parser("shuffle", help="cost of per-epoch shuffling (plan, buffer) per pass")
     _data_arguments(p, repeats=5)
     p.add_argument("--sampling", default="uniform", choices=["uniform", "balanced"])
     p.add_argument("--shuffle-buffer", type=int, default=256, help="rows (0: none)")
-    p.set_defaults(func=_shuffle, task_cpus=1.0)
+    p.set_defaults(func=_shuffle, read_cpus=1.0)
 
     p = bench.add_parser(
         "cold-start", help="first-second resource limits of a Ray Data pass, ours vs Ray's"
@@ -68,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _data_arguments(p, repeats=None)
     p.add_argument("--passes", type=int, default=8, help="timed passes per variant")
     p.add_argument("--warmup", type=int, default=2)
-    p.set_defaults(func=_cold_start, task_cpus=1.0)
+    p.set_defaults(func=_cold_start, read_cpus=1.0)
 
     p = bench.add_parser("ingest", help="ingest on a local process pool vs Ray tasks")
     p.add_argument("--input", required=True, type=Path, help="input folder (made once)")
@@ -100,7 +100,7 @@ def _data_arguments(p: argparse.ArgumentParser, repeats: int | None) -> None:
         p.add_argument("--repeats", type=int, default=repeats, help="passes (median reported)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument(
-        "--task-cpus", type=float, help="CPU each Ray read/decode task reserves (data.task_cpus)"
+        "--read-cpus", type=float, help="CPU each Ray read/decode task reserves (data.read_cpus)"
     )
     p.add_argument(
         "--address", default=None, help="Ray address (default: RAY_ADDRESS or a local instance)"
@@ -143,7 +143,7 @@ def _pipeline(args: argparse.Namespace) -> int:
         address=args.address,
         planned=args.planned,
         mix_rows=args.mix_rows,
-        task_cpus=args.task_cpus,
+        read_cpus=args.read_cpus,
     )
     print(format_result(result))
     return 0
@@ -160,7 +160,7 @@ def _shuffle(args: argparse.Namespace) -> int:
             repeats=args.repeats,
             batch_size=args.batch_size,
             sampling=args.sampling,
-            task_cpus=args.task_cpus,
+            read_cpus=args.read_cpus,
             shuffle_buffer=args.shuffle_buffer,
         )
     print(format_result(result))
@@ -178,7 +178,7 @@ def _cold_start(args: argparse.Namespace) -> int:
             passes=args.passes,
             warmup=args.warmup,
             batch_size=args.batch_size,
-            task_cpus=args.task_cpus,
+            read_cpus=args.read_cpus,
         )
     print(format_result(result))
     return 0

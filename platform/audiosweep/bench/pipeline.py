@@ -51,7 +51,7 @@ def bench_pipeline(
     address: str | None = None,
     planned: bool = False,
     mix_rows: int = DataConfig.mix_rows,
-    task_cpus: float = DataConfig.task_cpus,
+    read_cpus: float = DataConfig.read_cpus,
 ) -> dict[str, Any]:
     import ray
     import torch
@@ -67,7 +67,7 @@ def bench_pipeline(
             split,
             clip_seconds=clip_seconds,
             batch_size=batch_size,
-            task_cpus=task_cpus,
+            read_cpus=read_cpus,
             **plan,
         )
         return ds.iter_batches(batch_size=batch_size, batch_format="numpy")
@@ -85,7 +85,7 @@ def bench_pipeline(
     result: dict[str, Any] = {
         "split": split,
         "reader": (f"per-epoch plan, mix_rows {mix_rows}, " if planned else "file order, ")
-        + f"task_cpus {task_cpus:g}",
+        + f"read_cpus {read_cpus:g}",
         "clips": runs["plain"][0][2],
         "clip_seconds": clip_seconds if clip_seconds is not None else info.clip_seconds,
         "sample_rate": info.sample_rate,

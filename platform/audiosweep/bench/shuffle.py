@@ -40,7 +40,7 @@ def bench_shuffle(
     repeats: int = 5,
     batch_size: int = 32,
     sampling: str = "uniform",
-    task_cpus: float = 1.0,
+    read_cpus: float = 1.0,
     shuffle_buffer: int = 256,
 ) -> dict[str, Any]:
     import ray
@@ -51,14 +51,14 @@ def bench_shuffle(
     times: dict[str, list[float]] = {"file_order": [], "planned": []}
     clips: dict[str, int] = {}
     # One pass of each first, untimed: Ray's worker processes and imports warm up.
-    pass_seconds(read_split(data, split, batch_size=batch_size, task_cpus=task_cpus), batch_size)
+    pass_seconds(read_split(data, split, batch_size=batch_size, read_cpus=read_cpus), batch_size)
     for epoch in range(repeats):
-        plain = read_split(data, split, batch_size=batch_size, task_cpus=task_cpus)
+        plain = read_split(data, split, batch_size=batch_size, read_cpus=read_cpus)
         planned = read_split(
             data,
             split,
             batch_size=batch_size,
-            task_cpus=task_cpus,
+            read_cpus=read_cpus,
             seed=0,
             epoch=epoch,
             sampling=sampling,

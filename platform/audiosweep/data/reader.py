@@ -79,7 +79,7 @@ def read_split(
     shuffle: bool = False,
     seed: int | None = None,
     with_clip_id: bool = False,
-    task_cpus: float = 1.0,
+    read_cpus: float = 1.0,
     epoch: int | EpochClock | None = None,
     sampling: str = "uniform",
     samples_per_epoch: int | None = None,
@@ -93,7 +93,7 @@ def read_split(
     cannot become tensors, so leave it off for ``iter_torch_batches``.
     ``waveform_transform`` maps the ``(B, L)`` batch tensor after padding (waveform
     augmentation). ``shuffle`` shuffles the file order and then the rows (before decoding,
-    on compressed audio); ``seed`` fixes both. ``task_cpus`` is the CPU each read/decode task
+    on compressed audio); ``seed`` fixes both. ``read_cpus`` is the CPU each read/decode task
     reserves: below 1 on small machines, where Train workers hold fractions of the cores and a
     task asking for a whole CPU would wait forever.
 
@@ -123,13 +123,13 @@ def read_split(
             sampling,
             samples_per_epoch,
             batch_size,
-            task_cpus,
+            read_cpus,
             mix_rows,
         )
         # Each read task emits batch-sized blocks: decoding them whole (no re-batching) lets
         # Ray fuse read and decode into one task, so compressed audio never passes through
         # the object store.
-        ds = _decoded(ds, info, clip_seconds, waveform_transform, with_clip_id, None, task_cpus)
+        ds = _decoded(ds, info, clip_seconds, waveform_transform, with_clip_id, None, read_cpus)
         # A fused task would otherwise gather its decoded batches into blocks of up to 128 MiB
         # (Ray's default) and hand over nothing before its last row is decoded. Ray emits a
         # block once its buffer holds more than this many bytes: one decoded batch does.
@@ -145,11 +145,11 @@ def read_split(
             partitioning=None,
             shuffle=FileShuffleConfig(seed=seed) if shuffle else None,
             override_num_blocks=max(1, math.ceil(info.rows(split) / batch_size)),
-            num_cpus=task_cpus,
+            num_cpus=read_cpus,
         )
     if shuffle:
         ds = ds.random_shuffle(seed=seed)
-    ds = _decoded(ds, info, clip_seconds, waveform_transform, with_clip_id, batch_size, task_cpus)
+    ds = _decoded(ds, info, clip_seconds, waveform_transform, with_clip_id, batch_size, read_cpus)
     return with_execution_callbacks(ds)
 
 
@@ -162,7 +162,7 @@ def _read_planned(
     sampling: str,
     samples_per_epoch: int | None,
     batch_size: int,
-    task_cpus: float,
+    read_cpus: float,
     mix_rows: int,
 ) -> ray.data.Dataset:
     import ray.data
@@ -170,7 +170,7 @@ def _read_planned(
     from .planned_source import PlannedParquetDatasource
 
     weights = class_weights(info.positives(split)) if sampling == "balanced" else None
-    groups = scan_row_groups(info.shard_paths(split), weights, task_cpus=task_cpus)
+    groups = scan_row_groups(info.shard_paths(split), weights, read_cpus=read_cpus)
     if groups.class_counts is not None and groups.class_counts.tolist() != info.positives(split):
         raise DatasetError(
             f"{info.path}: the {split} shards' labels do not match the manifest's "
@@ -192,7 +192,7 @@ def _read_planned(
     # Ray splits the output of a read that returns fewer tasks than the blocks it asked for,
     # and never fuses a split read with the decode after it: ask for as many as mixing makes.
     return ray.data.read_datasource(
-        source, override_num_blocks=source.read_tasks, num_cpus=task_cpus
+        source, override_num_blocks=source.read_tasks, num_cpus=read_cpus
     )
 
 
@@ -208,7 +208,7 @@ def _decoded(
     waveform_transform: Callable[[torch.Tensor], torch.Tensor] | None,
     with_clip_id: bool,
     batch_size: int | None,
-    task_cpus: float,
+    read_cpus: float,
 ) -> ray.data.Dataset:
     fn_kwargs: dict[str, Any] = {
         "sample_rate": info.sample_rate,
@@ -222,5 +222,5 @@ def _decoded(
         batch_size=batch_size,
         batch_format="numpy",
         fn_kwargs=fn_kwargs,
-        num_cpus=task_cpus,
+        num_cpus=read_cpus,
     )

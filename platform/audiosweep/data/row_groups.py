@@ -85,7 +85,7 @@ def scan_row_groups(
     paths: Sequence[str | os.PathLike],
     class_weights: np.ndarray | None = None,
     *,
-    task_cpus: float = 1.0,
+    read_cpus: float = 1.0,
 ) -> RowGroups:
     """List the row groups of ``paths`` (in order) and, given ``class_weights``, their weights.
 
@@ -97,7 +97,7 @@ def scan_row_groups(
     if len(chunks) > 1 and _ray_ready():
         import ray
 
-        scan = ray.remote(num_cpus=task_cpus)(_scan_files)
+        scan = ray.remote(num_cpus=read_cpus)(_scan_files)
         results = ray.get([scan.remote(chunk, class_weights) for chunk in chunks])
     else:
         results = [_scan_files(chunk, class_weights) for chunk in chunks]

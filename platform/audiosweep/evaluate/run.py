@@ -123,7 +123,7 @@ def evaluate_split(
         split,
         clip_seconds=cfg.data.clip_seconds,
         with_clip_id=True,
-        task_cpus=cfg.data.task_cpus,
+        read_cpus=cfg.data.read_cpus,
         epoch=0,  # every clip once, in a fixed order
         batch_size=cfg.train.eval_batch_size,
     )
@@ -201,7 +201,7 @@ def replica_resources(cfg: TrialConfig, options: EvalOptions) -> tuple[int, floa
     hosts = [t for t in types if t.resources.get("GPU", 0.0) >= gpus] or types
     largest = max((t.resources.get("CPU", 0.0) for t in hosts), default=1.0)
     cpus = options.cpus_per_worker or min(
-        cfg.train.cpus_per_worker, max(0.25, largest - cfg.data.task_cpus)
+        cfg.train.cpus_per_worker, max(0.25, largest - cfg.data.read_cpus)
     )
     workers = options.workers or (cfg.train.num_workers if gpus else 1)
     return workers, cpus, gpus

@@ -81,7 +81,7 @@ def build_trainer(
             cfg.data.path,
             cfg.data.train_split,
             clip_seconds=cfg.data.clip_seconds,
-            task_cpus=cfg.data.task_cpus,
+            read_cpus=cfg.data.read_cpus,
             seed=derive_seed(cfg.train.seed, "data"),
             epoch=epoch_clock,
             sampling=cfg.data.sampling,
@@ -96,7 +96,7 @@ def build_trainer(
             cfg.data.eval_split,
             clip_seconds=cfg.data.clip_seconds,
             with_clip_id=True,
-            task_cpus=cfg.data.task_cpus,
+            read_cpus=cfg.data.read_cpus,
             epoch=0,
         ),
     }
