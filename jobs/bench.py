@@ -1,4 +1,4 @@
-"""`python jobs/bench.py {dcls,pipeline,shuffle,cold-start,ingest,augment} ...`: the benchmarks (see `audiosweep bench --help`)."""
+"""`python jobs/bench.py {dcls,reader,shuffle,cold-start,ingest,augment} ...`: the benchmarks (see `audiosweep bench --help`)."""
 
 import sys
 

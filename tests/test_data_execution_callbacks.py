@@ -143,7 +143,7 @@ def test_an_execution_gets_the_clusters_cpus_within_its_first_second(
 
 @pytest.mark.integration
 def test_cold_start_benchmark_times_both_variants_alternately(ray_client, tiny_dataset) -> None:
-    from audiosweep.bench.cold_start import bench_cold_start, format_result
+    from audiosweep.bench.cold_start import bench_cold_start, csv_rows, format_result
 
     ray_client.data.DataContext.get_current().enable_progress_bars = False
     result = bench_cold_start(tiny_dataset, passes=2, warmup=0, batch_size=4)
@@ -153,3 +153,10 @@ def test_cold_start_benchmark_times_both_variants_alternately(ray_client, tiny_d
         result["prompt_clips_per_s"] / result["ray_default_clips_per_s"]
     )
     assert "PromptResourceLimits" in format_result(result)
+    rows = csv_rows(result)
+    assert [r["clips_per_s"] for r in rows] == [
+        result["prompt_clips_per_s"],
+        result["ray_default_clips_per_s"],
+    ]
+    assert rows[0]["ratio"] == result["ratio"] and rows[1]["ratio"] == 1.0
+    assert {r["ray_cpus"] for r in rows} == {ray_client.cluster_resources()["CPU"]}

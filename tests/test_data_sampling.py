@@ -309,7 +309,7 @@ def _epoch_order_loop(config):
     import ray.train
     import torch
 
-    from audiosweep.train.batches import iterate
+    from audiosweep.train.worker_data import iterate
 
     rank = ray.train.get_context().get_world_rank()
     shard = ray.train.get_dataset_shard("train")

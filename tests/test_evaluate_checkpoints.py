@@ -274,10 +274,10 @@ def test_a_report_is_written_whole_or_not_at_all(tmp_path, run_folder, monkeypat
 @pytest.mark.parametrize(("tta", "freq_fraction"), [(0, None), (3, None), (3, 0.125)])
 def test_a_replica_predicts_what_the_trials_evaluation_predicts(tta, freq_fraction):
     """The evaluation replica against the training loop's own eval path
-    (`TrainingPipeline.predict`), on the same weights and waveforms; the frequency masks of
+    (`ModelInputs.predict`), on the same weights and waveforms; the frequency masks of
     the test-time views may be given as a share of the mel bins."""
     from audiosweep.evaluate.predict import Predictor
-    from audiosweep.train.pipeline import build_pipeline
+    from audiosweep.train.recipe import build_recipe
 
     cfg = _cfg(
         **{
@@ -289,9 +289,7 @@ def test_a_replica_predicts_what_the_trials_evaluation_predicts(tta, freq_fracti
     )
     model = _model(5)
     predictor = Predictor(cfg.to_dict(), CLASSES, [model.state_dict()], tta_views=tta, seed=7)
-    pipe = build_pipeline(
-        cfg, num_classes=CLASSES, device=torch.device("cpu"), model=model, train_rows=64, world=1
-    )
+    pipe = build_recipe(cfg, device=torch.device("cpu"), model=model, train_rows=64, world=1)
     rng = np.random.default_rng(0)
     waveform = (0.1 * rng.standard_normal((3, 64000))).astype(np.float32)
     batch = {"waveform": waveform, "target": np.zeros((3, CLASSES)), "clip_id": ["a", "b", "c"]}

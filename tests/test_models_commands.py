@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
+import pytest
 import torch
 
 from audiosweep.cli import main
@@ -28,6 +30,7 @@ def test_models_table_rejects_a_pattern_matching_nothing(capsys) -> None:
 
 def test_bench_dcls_reports_every_variant_and_agreement(tmp_path, capsys) -> None:
     out = tmp_path / "bench.json"
+    table = tmp_path / "bench.csv"
     argv = [
         "bench",
         "dcls",
@@ -45,6 +48,8 @@ def test_bench_dcls_reports_every_variant_and_agreement(tmp_path, capsys) -> Non
         "1",
         "--json",
         str(out),
+        "--csv",
+        str(table),
     ]
     assert main(argv) == 0
     result = json.loads(out.read_text())
@@ -66,6 +71,39 @@ def test_bench_dcls_reports_every_variant_and_agreement(tmp_path, capsys) -> Non
         assert row["samples_per_s"] == 1 / row["median_s"] > 0
     assert max(result["fast_vs_package_max_rel_diff"].values()) < 1e-5
     assert "x best dsc" in capsys.readouterr().out
+
+    # The CSV: the same figures, one row per mode and variant, named as docs/benchmarks' are.
+    with table.open(newline="") as f:
+        reader = csv.DictReader(f)
+        header, csv_rows = reader.fieldnames, list(reader)
+    assert header[:10] == [
+        "mode",
+        "variant",
+        "median_s",
+        "min_s",
+        "samples_per_s",
+        "x_dsc",
+        "x_dsc_min",
+        "x_dsc_paired",
+        "runs",
+        "fast_vs_package_max_rel_diff",
+    ]
+    assert {"input_shape", "batch", "dtype", "threads", "repeats", "cpu_model", "isa"} <= set(
+        header
+    )
+    assert len(csv_rows) == len(rows) == 10
+    fast = next(
+        r
+        for r in csv_rows
+        if (r["mode"], r["variant"]) == ("train", "dcls_fast_positions_initialised")
+    )
+    assert float(fast["x_dsc"]) == pytest.approx(
+        rows[("train", "dcls fast path")]["ratio_to_best_dsc"], rel=1e-5
+    )
+    assert fast["input_shape"] == "1x1x32x256" and fast["runs"] == "2"
+    for row in csv_rows:
+        for column in header[2:10]:
+            float(row[column])
 
 
 def test_export_writes_a_folded_fp16_sp4asc(tmp_path, capsys) -> None:

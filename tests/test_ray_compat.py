@@ -76,20 +76,6 @@ def test_ray_retries_controller_error_knows_the_startup_timeout() -> None:
     assert not ray_compat.ray_retries_controller_error(RuntimeError("other"))
 
 
-def test_train_function_is_the_trainers_bound_loop() -> None:
-    from ray.train import ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    seen = []
-    trainer = TorchTrainer(
-        lambda config: seen.append(config["x"]),
-        train_loop_config={"x": 3},
-        scaling_config=ScalingConfig(num_workers=1),
-    )
-    ray_compat.train_function(trainer)()
-    assert seen == [3]
-
-
 def test_ray_init_takes_the_loopback_node_options() -> None:
     # `ray.init` takes its underscored options through **kwargs and pops them by name. (Read
     # from its defining module: conftest's guard replaces `ray.init` in unit tests.)

@@ -16,7 +16,7 @@ from audiosweep.train.data_split import ExactEvalDataConfig
 def _loop(config):
     import torch
 
-    from audiosweep.train.gather import gather_rows, gather_strings
+    from audiosweep.train.worker_data import gather_rows, gather_strings
 
     shard = ray.train.get_dataset_shard("eval")
     ids, values = [], []

@@ -13,7 +13,6 @@ from ray.train import CheckpointConfig, FailureConfig, RunConfig
 from ray.train.v2.api.exceptions import WorkerGroupError
 
 from audiosweep.layout import CHECKPOINT_POINTER
-from audiosweep.train import session
 from audiosweep.train.data_split import ExactEvalDataConfig
 from audiosweep.train.failures import deterministic_reason
 from audiosweep.train.in_process import checkpoint_names, fit_in_process
@@ -24,10 +23,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 class LoopOnly:
-    """What `fit_in_process` reads of a `TorchTrainer`: its run config, datasets, data config
-    and training function (here a plain function with no datasets)."""
+    """What `fit_in_process` reads of a `TorchTrainer`: its run config, datasets (none here),
+    data config and the loop's config."""
 
-    def __init__(self, loop, run_dir: Path, *, max_failures: int = 2, keep: int = 2) -> None:
+    def __init__(self, run_dir: Path, *, max_failures: int = 2, keep: int = 2) -> None:
         self.run_config = RunConfig(
             name=run_dir.name,
             storage_path=str(run_dir.parent),
@@ -37,13 +36,10 @@ class LoopOnly:
         )
         self.datasets: dict = {}
         self.data_config = ExactEvalDataConfig()
-        self._loop = loop
-
-    def _get_train_func(self):
-        return self._loop
+        self.train_loop_config = {"epochs": 3}
 
 
-def _report_epoch(epoch: int, scratch: Path) -> None:
+def _report_epoch(session, epoch: int, scratch: Path) -> None:
     import ray.train
 
     folder = scratch / f"epoch{epoch}"
@@ -55,12 +51,12 @@ def _report_epoch(epoch: int, scratch: Path) -> None:
 def test_a_failure_that_would_repeat_is_not_retried(tmp_path):
     calls = []
 
-    def loop():
+    def loop(config, session):
         calls.append(1)
         raise ValueError("bad   value\nin the config")
 
     with pytest.raises(WorkerGroupError) as info:
-        fit_in_process(LoopOnly(loop, tmp_path / "run"), str(tmp_path / "run"))
+        fit_in_process(LoopOnly(tmp_path / "run"), str(tmp_path / "run"), loop)
     assert len(calls) == 1
     assert deterministic_reason(info.value) == "ValueError: bad value in the config"
 
@@ -68,12 +64,12 @@ def test_a_failure_that_would_repeat_is_not_retried(tmp_path):
 def test_other_failures_are_retried_max_failures_times(tmp_path):
     calls = []
 
-    def loop():
+    def loop(config, session):
         calls.append(1)
         raise OSError("node lost")
 
     with pytest.raises(WorkerGroupError) as info:
-        fit_in_process(LoopOnly(loop, tmp_path / "run", max_failures=2), str(tmp_path / "run"))
+        fit_in_process(LoopOnly(tmp_path / "run", max_failures=2), str(tmp_path / "run"), loop)
     assert len(calls) == 3
     assert deterministic_reason(info.value) is None
 
@@ -83,21 +79,21 @@ def test_a_retry_resumes_from_the_last_persisted_checkpoint(tmp_path):
     run_dir.mkdir()
     seen = []
 
-    def loop():
-        restored = session.get_checkpoint()
+    def loop(config, session):
+        restored = session.checkpoint()
         start = 0
         if restored is not None:
             with restored.as_directory() as d:
                 start = int(Path(d, "epoch.txt").read_text()) + 1
         seen.append(start)
-        assert session.world_rank_and_size() == (0, 1)
-        for epoch in range(start, 3):
-            _report_epoch(epoch, tmp_path / f"scratch{len(seen)}-{epoch}")
+        assert (session.rank, session.world) == (0, 1)
+        for epoch in range(start, config["epochs"]):
+            _report_epoch(session, epoch, tmp_path / f"scratch{len(seen)}-{epoch}")
             if epoch == 1 and len(seen) == 1:
                 raise OSError("worker lost after epoch 1")
         return "done"
 
-    result = fit_in_process(LoopOnly(loop, run_dir, keep=2), str(run_dir))
+    result = fit_in_process(LoopOnly(run_dir, keep=2), str(run_dir), loop)
 
     assert seen == [0, 2]  # the retry started after the last checkpoint, epoch 1
     assert result.return_value == "done" and result.metrics == {"epoch": 2}

@@ -10,8 +10,8 @@ What is private, and why no public API does the job:
 - Ray Train V2: `TorchTrainer.fit` builds its failure policy itself, and the policy (Ray's
   `DefaultFailurePolicy`) retries every worker-group failure. `fit_with_failure_policy` runs
   the trainer with the policy `PredicateFailurePolicy` instead, which never retries what its
-  caller calls deterministic. The training function is read back (`train_function`) for the
-  in-process runtime, and a worker's exception unwrapped (`user_exception`).
+  caller calls deterministic. A worker's exception is unwrapped
+  (`user_exception`).
 - Ray core: a local node bound to 127.0.0.1, the driver's node (for its logs folder) and the
   GCS cluster config (the node types an autoscaling cluster can grow to).
 - Ray Data: the execution-callback hook and two executor fields it steps on, and the detached
@@ -113,12 +113,6 @@ def fit_with_failure_policy(trainer: Any, failure_policy: DefaultFailurePolicy) 
     if result.error:
         raise result.error
     return result
-
-
-def train_function(trainer: Any) -> Callable[[], Any]:
-    """The zero-argument function a `TorchTrainer` runs in each worker (its
-    `train_loop_per_worker` with its `train_loop_config` bound)."""
-    return trainer._get_train_func()
 
 
 # --- Ray core ------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Benchmarks: ratios measured side by side in one run (`audiosweep bench <name>`).
 
 Tools, not library: no module of the library imports this package. Each benchmark that needs
-Ray gets it through `ray_session`, which connects through `ray_cluster` as every command does.
+Ray gets it through `ray_session`, which connects through `ray_cluster` as every command does;
+each turns its result into CSV rows (`csv_rows`), which `results.write_csv` writes for `--csv`.
 """
 
 from __future__ import annotations

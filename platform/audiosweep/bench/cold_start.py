@@ -29,6 +29,8 @@ def bench_cold_start(
     read_cpus: float = 1.0,
 ) -> dict[str, Any]:
     """``passes`` timed passes per variant after ``warmup`` untimed ones; Ray must be up."""
+    import ray
+
     runs: dict[str, list[float]] = {"prompt": [], "ray_default": []}
     clips_seen = set()
     for i in range(warmup + 2 * passes):
@@ -45,7 +47,15 @@ def bench_cold_start(
             runs[variant].append(clips / seconds)
     if len(clips_seen) != 1:
         raise RuntimeError(f"passes read different numbers of clips: {sorted(clips_seen)}")
-    result: dict[str, Any] = {"split": split, "clips": clips_seen.pop(), "passes": passes}
+    result: dict[str, Any] = {
+        "split": split,
+        "clips": clips_seen.pop(),
+        "passes": passes,
+        "warmup": warmup,
+        "batch_size": batch_size,
+        "read_cpus": read_cpus,
+        "ray_cpus": ray.cluster_resources().get("CPU", 0),
+    }
     for name, rates in runs.items():
         result[f"{name}_clips_per_s"] = statistics.median(rates)
         result[f"{name}_runs"] = rates
@@ -65,3 +75,29 @@ def format_result(r: dict[str, Any]) -> str:
             f"  ratio: {r['ratio']:.3f}x",
         ]
     )
+
+
+_CSV_VARIANTS = {
+    "prompt": "with_prompt_resource_limits",
+    "ray_default": "without_prompt_resource_limits",
+}
+
+
+def csv_rows(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per variant; `ratio` is its clips/s over Ray's defaults'."""
+    return [
+        {
+            "variant": variant,
+            "clips_per_s": r[f"{key}_clips_per_s"],
+            "ratio": r[f"{key}_clips_per_s"] / r["ray_default_clips_per_s"],
+            "all_clips_per_s": [round(x, 1) for x in r[f"{key}_runs"]],
+            "split": r["split"],
+            "clips": r["clips"],
+            "batch_size": r["batch_size"],
+            "read_cpus": r["read_cpus"],
+            "passes": r["passes"],
+            "warmup": r["warmup"],
+            "ray_cpus": r["ray_cpus"],
+        }
+        for key, variant in _CSV_VARIANTS.items()
+    ]

@@ -1,4 +1,8 @@
-"""``audiosweep bench dcls|pipeline|shuffle|cold-start|ingest|augment``: every benchmark."""
+"""``audiosweep bench dcls|reader|shuffle|cold-start|ingest|augment``: every benchmark.
+
+Each prints its report and, with ``--csv PATH``, writes its raw results there (one row per
+variant, with the machine's facts; see `audiosweep.bench.results`).
+"""
 
 from __future__ import annotations
 
@@ -30,9 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--modes", default="inference,train", help="comma-separated: inference,train")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    _csv_argument(p)
     p.set_defaults(func=_dcls)
 
-    p = bench.add_parser("pipeline", help="Ray Data reader vs a plain pyarrow+soundfile loop")
+    p = bench.add_parser("reader", help="Ray Data reader vs a plain pyarrow+soundfile loop")
     _data_arguments(p, repeats=3)
     p.add_argument(
         "--synthetic-clips",
@@ -54,12 +59,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="with --planned: rows each read task mixes (data.mix_rows)",
     )
     p.add_argument("--clip-seconds", type=float, default=None, help="default: the manifest's")
-    p.set_defaults(func=_pipeline, read_cpus=DataConfig.read_cpus)
+    _csv_argument(p)
+    p.set_defaults(func=_reader, read_cpus=DataConfig.read_cpus)
 
     p = bench.add_parser("shuffle", help="cost of per-epoch shuffling (plan, buffer) per pass")
     _data_arguments(p, repeats=5)
     p.add_argument("--sampling", default="uniform", choices=["uniform", "balanced"])
     p.add_argument("--shuffle-buffer", type=int, default=256, help="rows (0: none)")
+    _csv_argument(p)
     p.set_defaults(func=_shuffle, read_cpus=1.0)
 
     p = bench.add_parser(
@@ -68,6 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _data_arguments(p, repeats=None)
     p.add_argument("--passes", type=int, default=8, help="timed passes per variant")
     p.add_argument("--warmup", type=int, default=2)
+    _csv_argument(p)
     p.set_defaults(func=_cold_start, read_cpus=1.0)
 
     p = bench.add_parser("ingest", help="ingest on a local process pool vs Ray tasks")
@@ -79,6 +87,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--shard-clips", type=int, default=16)
     p.add_argument("--out-root", type=Path, default=Path(tempfile.gettempdir()))
+    _csv_argument(p)
     p.set_defaults(func=_ingest)
 
     p = bench.add_parser(
@@ -89,7 +98,40 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sample-rate", type=int, default=32_000)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=None)
+    _csv_argument(p)
     p.set_defaults(func=_augment)
+
+
+def _csv_path(value: str) -> Path:
+    """A `--csv` path whose folder can be written, checked before a long run rather than
+    after it."""
+    path = Path(value)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{value} is a folder")
+    folder = path.absolute().parent
+    while not folder.exists():
+        folder = folder.parent
+    if not os.access(folder, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot write in {folder}")
+    return path
+
+
+def _csv_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--csv",
+        type=_csv_path,
+        default=None,
+        metavar="PATH",
+        help="also write the raw results to this CSV file (one row per variant, with the "
+        "machine's CPU, ISA, cores, torch and Ray versions and commit)",
+    )
+
+
+def _write_csv(args: argparse.Namespace, rows: list[dict]) -> None:
+    if args.csv is not None:
+        from audiosweep.bench.results import write_csv
+
+        print(f"raw results: {write_csv(args.csv, rows)}")
 
 
 def _data_arguments(p: argparse.ArgumentParser, repeats: int | None) -> None:
@@ -108,7 +150,7 @@ def _data_arguments(p: argparse.ArgumentParser, repeats: int | None) -> None:
 
 
 def _dcls(args: argparse.Namespace) -> int:
-    from audiosweep.bench.dcls import run_dcls_bench
+    from audiosweep.bench.dcls import csv_rows, run_dcls_bench
 
     modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
     result = run_dcls_bench(
@@ -124,17 +166,18 @@ def _dcls(args: argparse.Namespace) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
+    _write_csv(args, csv_rows(result))
     return 0
 
 
-def _pipeline(args: argparse.Namespace) -> int:
-    from audiosweep.bench.pipeline import bench_pipeline, format_result
+def _reader(args: argparse.Namespace) -> int:
+    from audiosweep.bench.reader import bench_reader, csv_rows, format_result
 
     if args.synthetic_clips:
         from audiosweep.data.synthetic import write_synthetic
 
         write_synthetic(args.data, clips=args.synthetic_clips, clip_seconds=args.synthetic_seconds)
-    result = bench_pipeline(
+    result = bench_reader(
         args.data,
         split=args.split,
         repeats=args.repeats,
@@ -146,12 +189,13 @@ def _pipeline(args: argparse.Namespace) -> int:
         read_cpus=args.read_cpus,
     )
     print(format_result(result))
+    _write_csv(args, csv_rows(result))
     return 0
 
 
 def _shuffle(args: argparse.Namespace) -> int:
     from audiosweep.bench import ray_session
-    from audiosweep.bench.shuffle import bench_shuffle, format_result
+    from audiosweep.bench.shuffle import bench_shuffle, csv_rows, format_result
 
     with ray_session(args.address):
         result = bench_shuffle(
@@ -164,12 +208,13 @@ def _shuffle(args: argparse.Namespace) -> int:
             shuffle_buffer=args.shuffle_buffer,
         )
     print(format_result(result))
+    _write_csv(args, csv_rows(result))
     return 0
 
 
 def _cold_start(args: argparse.Namespace) -> int:
     from audiosweep.bench import ray_session
-    from audiosweep.bench.cold_start import bench_cold_start, format_result
+    from audiosweep.bench.cold_start import bench_cold_start, csv_rows, format_result
 
     with ray_session(args.address):
         result = bench_cold_start(
@@ -181,11 +226,12 @@ def _cold_start(args: argparse.Namespace) -> int:
             read_cpus=args.read_cpus,
         )
     print(format_result(result))
+    _write_csv(args, csv_rows(result))
     return 0
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from audiosweep.bench.ingest import bench_ingest, format_result
+    from audiosweep.bench.ingest import bench_ingest, csv_rows, format_result
 
     result = bench_ingest(
         args.input,
@@ -198,17 +244,19 @@ def _ingest(args: argparse.Namespace) -> int:
         out_root=args.out_root,
     )
     print(format_result(result))
+    _write_csv(args, csv_rows(result))
     return 0
 
 
 def _augment(args: argparse.Namespace) -> int:
-    from audiosweep.bench.augment import run_augment_bench
+    from audiosweep.bench.augment import csv_rows, run_augment_bench
 
-    run_augment_bench(
+    result = run_augment_bench(
         batch=args.batch,
         seconds=args.seconds,
         sample_rate=args.sample_rate,
         repeats=args.repeats,
         threads=args.threads,
     )
+    _write_csv(args, csv_rows(result))
     return 0

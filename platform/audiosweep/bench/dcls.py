@@ -22,6 +22,16 @@ from audiosweep.models.factory import create_model, get_arch
 
 MODES = ("inference", "train")
 
+# What the CSV calls each variant (docs/benchmarks/dcls_vs_dsc_*.csv name the fast path's two
+# the same way).
+CSV_VARIANTS = {
+    "dsc (NCHW)": "dsc_nchw",
+    "dsc (channels_last)": "dsc_channels_last",
+    "dcls package": "dcls_package",
+    "dcls fast path": "dcls_fast_positions_initialised",
+    "dcls fast, spread P": "dcls_fast_positions_spread",
+}
+
 
 @dataclass
 class ModelVariant:
@@ -206,3 +216,34 @@ def _print_table(
     )
     for mode, diff in agreement.items():
         log(f"fast path vs dcls package, {mode} logits: max rel diff {diff:.2e}")
+
+
+def csv_rows(result: dict) -> list[dict]:
+    """One row per mode and variant. `x_dsc`: the best DSC's median time over this variant's
+    (docs' "x DSC"); `fast_vs_package_max_rel_diff`: the mode's logit agreement, empty without
+    the dcls-package variant."""
+    setup = result["setup"]
+    agreement = result["fast_vs_package_max_rel_diff"]
+    return [
+        {
+            "mode": row["mode"],
+            "variant": CSV_VARIANTS[row["variant"]],
+            "median_s": row["median_s"],
+            "min_s": row["min_s"],
+            "samples_per_s": row["samples_per_s"],
+            "x_dsc": row["ratio_to_best_dsc"],
+            "x_dsc_min": row["ratio_to_best_dsc_min"],
+            "x_dsc_paired": row["ratio_to_best_dsc_paired"],
+            "runs": row["runs"],
+            "fast_vs_package_max_rel_diff": agreement.get(row["mode"]),
+            "arch": setup["arch"],
+            "input_shape": "x".join(map(str, setup["input_shape"])),
+            "batch": setup["batch"],
+            "dtype": setup["dtype"],
+            "threads": setup["threads"],
+            "device": setup["device"],
+            "repeats": setup["repeats"],
+            "reference_repeats": setup["reference_repeats"],
+        }
+        for row in result["results"]
+    ]

@@ -112,7 +112,9 @@ def bench_ingest(
 ) -> dict[str, Any]:
     write_input(input_dir, clips)
     out_root.mkdir(parents=True, exist_ok=True)
-    variants: dict[str, dict[str, Any]] = {f"local pool, {workers} processes": {"workers": workers}}
+    # Keyed by what the CSV calls each variant; `labels` is what the report prints.
+    variants: dict[str, dict[str, Any]] = {"local_pool": {"workers": workers}}
+    labels = {"local_pool": f"local pool, {workers} processes"}
     alive = 0
     if address:
         from audiosweep.ray_cluster import connect
@@ -120,21 +122,24 @@ def bench_ingest(
         connect(address, worker_logs=False)
         _ingest_seconds(input_dir, out_root, address=address, shard_clips=shard_clips)
         alive = _wait_for_nodes(nodes)
-        variants[f"Ray tasks, {alive} node(s)"] = {"address": address, "shard_clips": shard_clips}
+        variants["ray_tasks"] = {"address": address, "shard_clips": shard_clips}
+        labels["ray_tasks"] = f"Ray tasks, {alive} node(s)"
     times: dict[str, list[float]] = {name: [] for name in variants}
     pool_start: list[float] = []
     for _ in range(repeats):
         pool_start.append(_pool_start_seconds(workers))
         for name, kwargs in variants.items():
             times[name].append(_ingest_seconds(input_dir, out_root, **kwargs))
-            print(f"{name}: {times[name][-1]:.1f} s", file=sys.stderr, flush=True)
+            print(f"{labels[name]}: {times[name][-1]:.1f} s", file=sys.stderr, flush=True)
     return {
         "clips": clips,
         "repeats": repeats,
         "cpu_count": os.cpu_count(),
+        "workers": workers,
         "nodes": alive,
         "shard_clips": shard_clips,
         "pool_start_seconds": statistics.median(pool_start),
+        "labels": labels,
         "seconds": {name: statistics.median(t) for name, t in times.items()},
         "all_seconds": {name: [round(x, 1) for x in t] for name, t in times.items()},
     }
@@ -150,11 +155,36 @@ def format_result(r: dict[str, Any]) -> str:
         rate = r["clips"] / seconds
         base = base or rate
         lines.append(
-            f"  {name:<28} {rate:7.1f} clips/s  ({seconds:.1f} s; {r['all_seconds'][name]})"
-            f"  {rate / base:.2f}x"
+            f"  {r['labels'][name]:<28} {rate:7.1f} clips/s  "
+            f"({seconds:.1f} s; {r['all_seconds'][name]})  {rate / base:.2f}x"
         )
     lines.append(
         f"  the local pool's start-up (spawn + import torch): {r['pool_start_seconds']:.1f} s "
         "of each of its runs"
     )
     return "\n".join(lines)
+
+
+def csv_rows(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per variant; `vs_local` is its clips/s over the local pool's."""
+    base = r["clips"] / r["seconds"]["local_pool"]
+    rows = []
+    for name, seconds in r["seconds"].items():
+        local = name == "local_pool"
+        rows.append(
+            {
+                "variant": name,
+                "clips_per_s": r["clips"] / seconds,
+                "ingest_s": seconds,
+                "all_ingest_s": r["all_seconds"][name],
+                "vs_local": r["clips"] / seconds / base,
+                # Each local run pays its pool's start-up; Ray's workers are warm.
+                "pool_start_s": r["pool_start_seconds"] if local else None,
+                "workers": r["workers"] if local else None,
+                "nodes": None if local else r["nodes"],
+                "shard_clips": None if local else r["shard_clips"],
+                "clips": r["clips"],
+                "repeats": r["repeats"],
+            }
+        )
+    return rows

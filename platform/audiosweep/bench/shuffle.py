@@ -75,6 +75,7 @@ def bench_shuffle(
         "batch_size": batch_size,
         "sampling": sampling,
         "shuffle_buffer": shuffle_buffer,
+        "read_cpus": read_cpus,
         "repeats": repeats,
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
@@ -103,3 +104,34 @@ def format_result(r: dict[str, Any]) -> str:
             f"  cost of the per-epoch plan: {100 * r['cost']:+.1f}% of reader throughput",
         ]
     )
+
+
+def csv_rows(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per reader; `plan_cost_pct` is the run's figure, the same in both."""
+    rows = []
+    for variant, key, buffer in (
+        ("file_order", "file_order", 0),
+        ("per_epoch_plan", "planned", r["shuffle_buffer"]),
+    ):
+        rows.append(
+            {
+                "variant": variant,
+                "clips_per_s": r[f"{key}_clips_per_s"],
+                "pass_s": r[f"{key}_seconds"],
+                "all_pass_s": r[f"{key}_all_seconds"],
+                "plan_cost_pct": 100 * r["cost"],
+                "split": r["split"],
+                "clips": r["clips"],
+                "clip_seconds": r["clip_seconds"],
+                "sample_rate": r["sample_rate"],
+                "batch_size": r["batch_size"],
+                "sampling": r["sampling"] if key == "planned" else None,
+                # The file-order passes read without a local buffer.
+                "shuffle_buffer": buffer,
+                "read_cpus": r["read_cpus"],
+                "repeats": r["repeats"],
+                "torch_threads": r["torch_threads"],
+                "ray_cpus": r["ray_cpus"],
+            }
+        )
+    return rows

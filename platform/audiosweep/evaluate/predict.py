@@ -32,8 +32,7 @@ class Predictor:
         import ray
 
         from audiosweep.models import create_model_from_config
-        from audiosweep.train.inputs import build_inputs
-        from audiosweep.train.optimisation import resolve_amp
+        from audiosweep.train.recipe import build_inputs, resolve_amp
         from audiosweep.train.task import task_for
 
         torch.set_num_threads(max(1, threads))

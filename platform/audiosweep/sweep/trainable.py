@@ -48,15 +48,13 @@ def trial_overrides(config: dict[str, Any]) -> tuple[str, int, dict[str, Any], s
 
 
 def run_trial_in_tune(config: dict[str, Any], context: SweepContext) -> dict[str, Any]:
-    from ray.train.v2.api.exceptions import TrainingFailedError
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from audiosweep import tracking
     from audiosweep.layout import SweepLayout
     from audiosweep.ray_cluster import quiet_data_progress
     from audiosweep.train.checks import resolve_trial
-    from audiosweep.train.failures import deterministic_reason
-    from audiosweep.train.trainer import build_trainer
+    from audiosweep.train.trainer import run_trial
 
     quiet_data_progress()
     case, seed, overrides, key = trial_overrides(config)
@@ -95,26 +93,14 @@ def run_trial_in_tune(config: dict[str, Any], context: SweepContext) -> dict[str
         mlflow.set_terminated(run_id, status="FAILED")
         raise RuntimeError(f"{key} failed deterministically before; not re-run: {failed_before}")
     tracking.log_params(mlflow, run_id, cfg.flat())
-    trial_run = TrialRun(context.tracking_uri, run_id, cfg)
-    trainer = build_trainer(
+    result = run_trial(
         cfg,
-        run_root=trial.root,
-        name=trial.name,
-        # MLflow logs an epoch before Tune sees it: a scheduler that stops the trial on that
-        # report (ASHA) ends the trial's actor, and callbacks after Tune's would not run.
-        callbacks=[
-            *trial_run.callbacks(),
-            TuneReportHere() if cfg.train.in_process else TuneReportCallback(),
-        ],
+        trial=trial,
+        tracker=TrialRun(context.tracking_uri, run_id, cfg),
+        callbacks=[TuneReportHere() if cfg.train.in_process else TuneReportCallback()],
     )
-    try:
-        result = trainer.fit()
-    except TrainingFailedError as err:
-        trial_run.fail(deterministic_reason(err))
-        raise
-    summary = trial_run.finish(result, trial.dir)
-    final = result.metrics or {}
-    return {**summary, "epoch": final.get("epoch"), "eval_map": final.get("eval_map")}
+    final = result.metrics
+    return {**result.summary, "epoch": final.get("epoch"), "eval_map": final.get("eval_map")}
 
 
 class TuneReportHere(UserCallback):

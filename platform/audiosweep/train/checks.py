@@ -64,9 +64,8 @@ def check_trial(cfg: TrialConfig) -> None:
     from audiosweep.models import list_archs
     from audiosweep.models.from_config import model_kwargs
     from audiosweep.models.pretrained import check_init
-    from audiosweep.train.inputs import freq_mask_width
-    from audiosweep.train.optimisation import resolve_amp
-    from audiosweep.train.pipeline import make_loss
+    from audiosweep.train.recipe import freq_mask_width, resolve_amp
+    from audiosweep.train.task import task_for
 
     if cfg.model.arch not in list_archs():
         raise ConfigError(
@@ -81,7 +80,7 @@ def check_trial(cfg: TrialConfig) -> None:
             cfg.model.dilated_kernel_size,
             cfg.model.kernel_count,
         )
-        make_loss(cfg)
+        task_for(cfg).loss(cfg)
         freq_mask_width(cfg)
         if cfg.train.amp != "fp16":
             resolve_amp(cfg.train.amp, torch_device("cpu"))

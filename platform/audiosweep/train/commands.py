@@ -82,14 +82,7 @@ def _train(args: argparse.Namespace) -> int:
         from audiosweep.train.trial_run import TrialRun
 
         tracker = TrialRun.open_single(uri, cfg)
-    try:
-        result = run_trial(cfg, name=name, callbacks=tracker.callbacks() if tracker else [])
-    except BaseException:
-        if tracker:
-            tracker.fail()
-        raise
-    if tracker:
-        tracker.finish(result.raw, result.run_dir)
+    result = run_trial(cfg, tracker=tracker)
     m = result.metrics
     print(json.dumps({k: m[k] for k in SUMMARY_KEYS if k in m}, indent=2))
     print(f"run folder: {result.run_dir}")

@@ -30,8 +30,9 @@ class ExactEvalDataConfig(DataConfig):
         super().__init__(datasets_to_split="all", enable_shard_locality=False)
         self._eval_name = eval_name
 
-    def _resolve_execution_options(self, dataset_name: str):
-        options = super()._resolve_execution_options(dataset_name)
+    @staticmethod
+    def default_ingest_options():
+        options = DataConfig.default_ingest_options()
         options.preserve_order = True
         return options
 
@@ -48,10 +49,7 @@ class ExactEvalDataConfig(DataConfig):
                     output[i].update(part[i])
                 continue
             ds = self._prepared(name, ds)
-            hints = worker_node_ids if self._enable_shard_locality else None
-            for i, split in enumerate(
-                ds.streaming_split(world_size, equal=False, locality_hints=hints)
-            ):
+            for i, split in enumerate(ds.streaming_split(world_size, equal=False)):
                 output[i][name] = split
         return output
 
@@ -60,5 +58,5 @@ class ExactEvalDataConfig(DataConfig):
         ds = ds.copy(ds)
         if ds.name is None:
             ds.set_name(name)
-        ds.context.execution_options = self._resolve_execution_options(name)
+        ds.context.execution_options = self.default_ingest_options()
         return ds

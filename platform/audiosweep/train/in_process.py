@@ -16,13 +16,14 @@ does for it what Ray Train would:
   is deterministic (`failures.py`); the error that ends the run is a `WorkerGroupError`, as a
   Ray Train run's is.
 
-The loop reaches the run through `session.py`. This module imports neither torch nor the models.
+The loop gets an `InProcessSession` where a Ray Train worker gets a `RayTrainSession`. This
+module imports neither torch nor the models.
 """
 
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,35 +32,58 @@ from ray.train.v2.api.exceptions import WorkerGroupError
 
 from audiosweep.layout import CHECKPOINT_POINTER
 from audiosweep.ray_cluster import data_console_quiet
-from audiosweep.ray_compat import train_function
 from audiosweep.storage import Folder, join, name_of
 from audiosweep.train.failures import is_deterministic
+from audiosweep.train.session import WorkerSession
 
 CHECKPOINT_PREFIX = "checkpoint_"
 
-_current: InProcessRun | None = None
 
+class InProcessSession(WorkerSession):
+    """Rank 0 of 1, in the caller's process: persists and prunes checkpoints, runs callbacks."""
 
-def current() -> InProcessRun | None:
-    """The run whose loop executes in this process now, if any."""
-    return _current
+    def __init__(
+        self,
+        folder: Folder,
+        shards: dict[str, Any],
+        *,
+        callbacks: list[Any] | None = None,  # Ray Train `UserCallback`s
+        keep: int | None = None,
+        checkpoint: Checkpoint | None = None,
+    ) -> None:
+        self.folder = folder  # the run folder: checkpoints go inside it
+        self.shards = shards
+        self.callbacks = list(callbacks or [])
+        self.keep = keep
+        self.last_checkpoint = checkpoint  # to resume from, then the last one persisted
+        self.metrics: dict[str, Any] | None = None
 
+    def checkpoint(self) -> Checkpoint | None:
+        return self.last_checkpoint
 
-@dataclass
-class InProcessRun:
-    folder: Folder  # the run folder: checkpoints go inside it
-    shards: dict[str, Any]
-    callbacks: list[Any] = field(default_factory=list)  # Ray Train `UserCallback`s
-    keep: int | None = None
-    checkpoint: Checkpoint | None = None  # to resume from, then the last one persisted
-    metrics: dict[str, Any] | None = None
+    def dataset_shard(self, name: str) -> Any:
+        return self.shards[name]
+
+    def device(self) -> Any:
+        import torch
+
+        # A trial that reserved a GPU sees only that one (Ray sets CUDA_VISIBLE_DEVICES).
+        return torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+
+    def prepare_model(self, model: Any) -> Any:
+        import torch
+
+        device = self.device()
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        return model.to(device)
 
     def report(self, metrics: dict[str, Any], checkpoint: Checkpoint | None) -> None:
         persisted = None
         if checkpoint is not None:
             name = CHECKPOINT_PREFIX + datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S.%f")
             self.folder.upload_folder(Path(checkpoint.path), name)
-            persisted = self.checkpoint = Checkpoint(join(self.folder.location, name))
+            persisted = self.last_checkpoint = Checkpoint(join(self.folder.location, name))
         self.metrics = metrics
         for callback in self.callbacks:
             callback.after_report(run_context=None, metrics=[metrics], checkpoint=persisted)
@@ -83,9 +107,12 @@ def last_checkpoint(folder: Folder) -> Checkpoint | None:
     return Checkpoint(join(folder.location, name))
 
 
-def fit_in_process(trainer: Any, run_dir: str) -> Result:
-    """Run `trainer`'s (a one-worker `TorchTrainer`) loop here, as Ray Train would run it."""
-    global _current
+def fit_in_process(
+    trainer: Any, run_dir: str, loop: Callable[[dict[str, Any], WorkerSession], Any]
+) -> Result:
+    """Run `loop` (the worker loop, given `trainer.train_loop_config` and a session) here, with
+    the run config, datasets and data config of `trainer` (a one-worker `TorchTrainer`), as Ray
+    Train would run it."""
     run_config = trainer.run_config
     limit = run_config.failure_config.max_failures
     folder = Folder(run_dir)
@@ -94,17 +121,16 @@ def fit_in_process(trainer: Any, run_dir: str) -> Result:
         shards = trainer.data_config.configure(
             trainer.datasets, world_size=1, worker_handles=[None], worker_node_ids=[None]
         )[0]
-        run = InProcessRun(
+        session = InProcessSession(
             folder,
             shards,
-            callbacks=list(run_config.callbacks or []),
+            callbacks=run_config.callbacks,
             keep=run_config.checkpoint_config.num_to_keep,
             checkpoint=last_checkpoint(folder),
         )
-        _current = run
         try:
             with data_console_quiet():
-                value = train_function(trainer)()
+                value = loop(trainer.train_loop_config, session)
         except Exception as err:
             line = f"{type(err).__name__}: {' '.join(str(err).split())}"
             if is_deterministic(err) or (limit != -1 and failures >= limit):
@@ -112,11 +138,9 @@ def fit_in_process(trainer: Any, run_dir: str) -> Result:
             failures += 1
             print(f"[audiosweep] run failed ({line}); retry {failures} of {limit}")
             continue
-        finally:
-            _current = None
         return Result(
-            metrics=run.metrics,
-            checkpoint=run.checkpoint,
+            metrics=session.metrics,
+            checkpoint=session.last_checkpoint,
             error=None,
             path=run_dir,
             return_value=value,

@@ -1,23 +1,27 @@
-"""Run one trial as a Ray Train `TorchTrainer` over Ray Data shards."""
+"""Run one trial as a Ray Train `TorchTrainer` over Ray Data shards (or its one worker in this
+process), from config to tracked summary: `run_trial`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from audiosweep.config import TrialConfig
-from audiosweep.layout import CONFIG_FILE, RunLayout
+from audiosweep.layout import CONFIG_FILE, RunLayout, TrialLayout
 from audiosweep.ray_compat import fit_with_failure_policy
 from audiosweep.train.checks import resolve_trial
 from audiosweep.train.data_split import ExactEvalDataConfig
-from audiosweep.train.failures import DeterministicFailurePolicy
-from audiosweep.train.loop import train_loop_per_worker
+from audiosweep.train.failures import DeterministicFailurePolicy, deterministic_reason
+from audiosweep.train.loop import run_worker, train_loop_per_worker
 from audiosweep.train.run_folder import RunFolderCallback
 from audiosweep.train.seeding import derive_seed
+
+if TYPE_CHECKING:
+    from audiosweep.train.trial_run import TrialRun
 
 
 class TrialTrainer(TorchTrainer):
@@ -31,7 +35,7 @@ class TrialTrainer(TorchTrainer):
         if self.in_process_dir is not None:
             from audiosweep.train.in_process import fit_in_process
 
-            return fit_in_process(self, self.in_process_dir)
+            return fit_in_process(self, self.in_process_dir, run_worker)
         if self.running_in_local_mode:
             return super().fit()
         policy = DeterministicFailurePolicy(self.run_config.failure_config)
@@ -43,7 +47,7 @@ class TrialResult:
     run_dir: str  # a local path or a URI
     metrics: dict[str, Any]
     checkpoint_path: str | None
-    raw: Any = None  # Ray Train's Result
+    summary: dict[str, Any] = field(default_factory=dict)  # the tracker's; empty if untracked
 
 
 def worker_gpus(cfg: TrialConfig) -> float:
@@ -134,18 +138,35 @@ def build_trainer(
 def run_trial(
     cfg: TrialConfig,
     *,
-    run_root: str | None = None,
-    name: str | None = None,
+    trial: TrialLayout | None = None,
+    tracker: TrialRun | None = None,
     callbacks: list[Any] | None = None,
 ) -> TrialResult:
-    """Train one trial to completion (resuming from its run folder if it was interrupted)."""
+    """One trial from config to summary, for `audiosweep train` and every sweep trial alike:
+    checks → trainer → training (resumed from its run folder if it was interrupted) → the
+    tracker's summary. `trial` defaults to the config's ``run_root``/``name``; `tracker` (an
+    open MLflow run) logs every epoch and is closed with the summary, or as failed."""
     cfg, _ = resolve_trial(cfg)
-    trial = RunLayout.at(run_root or cfg.run_root).trial(name or cfg.name)
-    trainer = build_trainer(cfg, run_root=trial.root, name=trial.name, callbacks=callbacks)
-    result = trainer.fit()
+    trial = trial or RunLayout.at(cfg.run_root).trial(cfg.name)
+    trainer = build_trainer(
+        cfg,
+        run_root=trial.root,
+        name=trial.name,
+        # The tracker first: MLflow logs an epoch before Tune sees it, and a scheduler that
+        # stops the trial on that report (ASHA) ends the trial before later callbacks run.
+        callbacks=[*(tracker.callbacks() if tracker else []), *(callbacks or [])],
+    )
+    try:
+        result = trainer.fit()
+    except (Exception, KeyboardInterrupt) as err:
+        # Not SystemExit: that is how Tune ends a trial its scheduler stopped (the sweep closes
+        # those runs as stopped early).
+        if tracker is not None:
+            tracker.fail(deterministic_reason(err))
+        raise
     return TrialResult(
         run_dir=trial.dir,
         metrics=dict(result.metrics or {}),
         checkpoint_path=result.checkpoint.path if result.checkpoint else None,
-        raw=result,
+        summary=tracker.finish(result, trial.dir) if tracker is not None else {},
     )

@@ -3,6 +3,7 @@ from the run's last checkpoint after a restart, saved as the checkpoint of each 
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from dataclasses import dataclass, field
@@ -16,17 +17,16 @@ from torch import nn
 from audiosweep.config import TrialConfig
 from audiosweep.layout import INIT_REPORT_FILE, PER_CLASS_AP_FILE, POSITIONS_FILE
 from audiosweep.train import checkpoint as ckpt
-from audiosweep.train import session
 from audiosweep.train.ema import EMA_STATE_KEY, WeightEma, create_ema
-from audiosweep.train.evaluation import write_per_class_ap
-from audiosweep.train.pipeline import TrainingPipeline, build_pipeline
+from audiosweep.train.recipe import Recipe, build_recipe
 from audiosweep.train.seeding import derive_seed, seed_everything
+from audiosweep.train.session import WorkerSession
 
 
 @dataclass
 class WorkerState:
     model: nn.Module  # wrapped for DDP when the trial has several workers
-    pipe: TrainingPipeline
+    recipe: Recipe
     ema: WeightEma | None
     param_counts: dict[str, int]
     positions_init: dict[str, torch.Tensor]
@@ -42,15 +42,14 @@ class WorkerState:
 
 def build_worker_state(
     cfg: TrialConfig,
+    session: WorkerSession,
     *,
     num_classes: int,
     train_rows: int,
-    world: int,
-    device: torch.device,
     log: Any = None,
 ) -> WorkerState:
-    """The model (the same initial weights on every rank), its pipeline and EMA; resumed from
-    the run's last checkpoint when there is one (its weights replace the initial ones, which
+    """The model (the same initial weights on every rank), its recipe and EMA; resumed from
+    the session's checkpoint when there is one (its weights replace the initial ones, which
     are then not fetched)."""
     from audiosweep.models import (
         count_dcls_positions,
@@ -62,7 +61,7 @@ def build_worker_state(
 
     seed_everything(derive_seed(cfg.train.seed, "init"))
     model = create_model_from_config(cfg, num_classes)
-    restored = session.get_checkpoint()
+    restored = session.checkpoint()
     init_report = None if restored is not None else initialise_model(model, cfg.model.init, log=log)
     positions_init = {k: v.detach().clone() for k, v in dcls_positions(model).items()}
     param_counts = {
@@ -70,13 +69,13 @@ def build_worker_state(
         "params_dcls_positions": count_dcls_positions(model),
     }
     model = session.prepare_model(model)
-    pipe = build_pipeline(
-        cfg, num_classes=num_classes, device=device, model=model, train_rows=train_rows, world=world
+    recipe = build_recipe(
+        cfg, device=session.device(), model=model, train_rows=train_rows, world=session.world
     )
     extra: dict[str, Any] = {}
     state = WorkerState(
         model,
-        pipe,
+        recipe,
         None,
         param_counts,
         positions_init,
@@ -97,11 +96,11 @@ def restore(state: WorkerState, saved: dict[str, Any]) -> dict[str, Any]:
     """Load a training checkpoint into `state`; returns its ``extra`` entries."""
 
     ckpt.unwrap(state.model).load_state_dict(saved["model"])
-    optim = state.pipe.optim
-    optim.optimizer.load_state_dict(saved["optimizer"])
-    optim.scheduler.load_state_dict(saved["scheduler"])
-    if optim.scaler is not None and saved["scaler"]:
-        optim.scaler.load_state_dict(saved["scaler"])
+    recipe = state.recipe
+    recipe.optimizer.load_state_dict(saved["optimizer"])
+    recipe.scheduler.load_state_dict(saved["scheduler"])
+    if recipe.scaler is not None and saved["scaler"]:
+        recipe.scaler.load_state_dict(saved["scaler"])
     extra = saved["extra"]
     state.next_epoch = int(saved["epoch"]) + 1
     state.best_map = float(extra.get("best_map", math.nan))
@@ -135,9 +134,9 @@ def save_epoch_checkpoint(
     ckpt.save_training_state(
         directory,
         model=model,
-        optimizer=state.pipe.optim.optimizer,
-        scheduler=state.pipe.optim.scheduler,
-        scaler=state.pipe.optim.scaler,
+        optimizer=state.recipe.optimizer,
+        scheduler=state.recipe.scheduler,
+        scaler=state.recipe.scaler,
         epoch=epoch,
         extra={
             "best_map": state.best_map,
@@ -153,3 +152,11 @@ def save_epoch_checkpoint(
         if state.ema is not None:
             ckpt.save_model_weights(state.ema.module, directory / ckpt.MODEL_EMA_FILE)
     return ray.train.Checkpoint.from_directory(directory)
+
+
+def write_per_class_ap(path: Path, class_names: list[str], ap: torch.Tensor) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["index", "display_name", "ap"])
+        for i, (name, value) in enumerate(zip(class_names, ap.tolist(), strict=True)):
+            writer.writerow([i, name, "" if math.isnan(value) else f"{value:.6f}"])

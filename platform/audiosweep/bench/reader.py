@@ -1,4 +1,5 @@
-"""Benchmark: clips/s of the Ray Data reader against a plain pyarrow + soundfile loop.
+"""`audiosweep bench reader`: clips/s of the Ray Data reader against a plain pyarrow +
+soundfile loop.
 
 Both read the same shards of one split in the same run, alternating, repeated. Each pass is
 timed whole (start-up included, as a training epoch sees it) and split in two: the time to
@@ -41,7 +42,7 @@ def _steady_clips_per_s(timing: tuple[float, float, int, int]) -> float:
     return (clips - first_clips) / max(total - first, 1e-9)
 
 
-def bench_pipeline(
+def bench_reader(
     data: str | os.PathLike,
     *,
     split: str = "train",
@@ -86,6 +87,9 @@ def bench_pipeline(
         "split": split,
         "reader": (f"per-epoch plan, mix_rows {mix_rows}, " if planned else "file order, ")
         + f"read_cpus {read_cpus:g}",
+        "planned": planned,
+        "mix_rows": mix_rows if planned else None,
+        "read_cpus": read_cpus,
         "clips": runs["plain"][0][2],
         "clip_seconds": clip_seconds if clip_seconds is not None else info.clip_seconds,
         "sample_rate": info.sample_rate,
@@ -116,7 +120,7 @@ def bench_pipeline(
 def format_result(r: dict[str, Any]) -> str:
     return "\n".join(
         [
-            f"bench pipeline: split {r['split']}, {r['clips']} clips of {r['clip_seconds']:g} s "
+            f"bench reader: split {r['split']}, {r['clips']} clips of {r['clip_seconds']:g} s "
             f"at {r['sample_rate']} Hz -> waveform ({r['batch_size']}, "
             f"{round(r['clip_seconds'] * r['sample_rate'])}) {r['dtype']}",
             f"  batch {r['batch_size']}, medians of {r['repeats']} repeats, torch threads "
@@ -132,3 +136,38 @@ def format_result(r: dict[str, Any]) -> str:
             f"{r['plain_seconds']:.1f} s)",
         ]
     )
+
+
+def csv_rows(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per reader: the plain loop, then Ray Data (its ratios to the plain loop)."""
+    setup = {
+        "split": r["split"],
+        "clips": r["clips"],
+        "clip_seconds": r["clip_seconds"],
+        "sample_rate": r["sample_rate"],
+        "batch_size": r["batch_size"],
+        "dtype": r["dtype"],
+        "repeats": r["repeats"],
+        "torch_threads": r["torch_threads"],
+        "ray_cpus": r["ray_cpus"],
+    }
+    ray_name = "ray_data_planned" if r["planned"] else "ray_data_file_order"
+    rows = []
+    for name, key in (("plain_pyarrow_soundfile", "plain"), (ray_name, "ray")):
+        steady, whole = r[f"{key}_steady_clips_per_s"], r[f"{key}_clips_per_s"]
+        rows.append(
+            {
+                "reader": name,
+                "steady_clips_per_s": steady,
+                "whole_pass_clips_per_s": whole,
+                "whole_pass_s": r[f"{key}_seconds"],
+                "startup_s": r[f"{key}_first_batch_seconds"],
+                "steady_vs_plain": steady / r["plain_steady_clips_per_s"],
+                "whole_vs_plain": whole / r["plain_clips_per_s"],
+                **setup,
+                # Ray's read settings; the plain loop has none.
+                "read_cpus": r["read_cpus"] if key == "ray" else None,
+                "mix_rows": r["mix_rows"] if key == "ray" else None,
+            }
+        )
+    return rows

@@ -7,16 +7,13 @@ import torch
 
 from audiosweep.config import load_preset
 from audiosweep.models import create_model_from_config
-from audiosweep.train.inputs import freq_mask_width
-from audiosweep.train.pipeline import build_pipeline
+from audiosweep.train.recipe import build_recipe, freq_mask_width
 
 
 def _pipe(overrides: list[str]):
     cfg = load_preset("sp4asc_demo", ["data.clip_seconds=2.0", *overrides])
     model = create_model_from_config(cfg, 10).eval()
-    pipe = build_pipeline(
-        cfg, num_classes=10, device=torch.device("cpu"), model=model, train_rows=64, world=1
-    )
+    pipe = build_recipe(cfg, device=torch.device("cpu"), model=model, train_rows=64, world=1)
     return cfg, model, pipe
 
 

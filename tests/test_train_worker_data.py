@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from audiosweep.train.batches import host_tensor
+from audiosweep.train.worker_data import host_tensor
 
 
 def test_writable_float32_batches_are_shared_not_copied():

@@ -9,13 +9,13 @@ from timm.optim import Lamb
 from torch import nn
 
 from audiosweep.config import load_preset
-from audiosweep.train.optimisation import (
+from audiosweep.train.recipe import (
     accumulation_steps,
     build_optimizer,
+    build_recipe,
     learning_rate,
     resolve_amp,
 )
-from audiosweep.train.pipeline import build_pipeline
 
 CPU = torch.device("cpu")
 
@@ -85,21 +85,21 @@ def test_optimiser_choice_and_decay_groups(name: str, cls: type) -> None:
 
 def test_steps_per_epoch_drop_the_remainder_and_whole_accumulation_cycles() -> None:
     cfg = _cfg(**{"train.batch_size": 4, "train.effective_batch": 16, "train.epochs": 2})
-    pipe = build_pipeline(cfg, num_classes=10, device=CPU, model=Tiny(), train_rows=58, world=2)
+    pipe = build_recipe(cfg, device=CPU, model=Tiny(), train_rows=58, world=2)
     # 58 rows / 2 workers = 29 each → 7 batches of 4 → 6 (whole cycles of 2 accumulation steps)
-    assert pipe.optim.accumulation_steps == 2
-    assert pipe.optim.batches_per_epoch == 6
+    assert pipe.accumulation_steps == 2
+    assert pipe.batches_per_epoch == 6
 
 
 def test_a_split_too_small_for_one_step_is_refused() -> None:
     cfg = _cfg(**{"train.batch_size": 32})
     with pytest.raises(ValueError, match="the train split has 40 rows: too few for 2 workers"):
-        build_pipeline(cfg, num_classes=10, device=CPU, model=Tiny(), train_rows=40, world=2)
+        build_recipe(cfg, device=CPU, model=Tiny(), train_rows=40, world=2)
 
 
 def test_train_inputs_keep_batch_and_target_shapes() -> None:
     cfg = _cfg(**{"data.clip_seconds": 2.0})
-    pipe = build_pipeline(cfg, num_classes=10, device=CPU, model=Tiny(), train_rows=400, world=1)
+    pipe = build_recipe(cfg, device=CPU, model=Tiny(), train_rows=400, world=1)
     samples = 2 * cfg.audio.sample_rate
     wave = torch.randn(3, samples)
     target = torch.zeros(3, 10)
