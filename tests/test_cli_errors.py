@@ -214,6 +214,34 @@ def test_sweep_dry_run_lists_trials_and_dropped_variants_without_starting_anythi
     assert "model.dilated_kernel_size=" in out
 
 
+def test_sweep_dry_run_plans_without_the_dataset_and_names_what_it_skipped(cli, tmp_path):
+    result = cli(
+        [
+            "sweep",
+            "ablation_kernel",
+            "--preset",
+            "smoke",
+            f"data.path={tmp_path / 'not_prepared_yet'}",
+            "--num-classes",
+            "7",
+            "--dry-run",
+        ],
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "planned without the dataset, for 7 classes; not checked:" in lines
+    assert any("not_prepared_yet (data.path): its splits, sample rate" in line for line in lines)
+    # Each dropped variant names the values that make it and the reason.
+    dropped = [line for line in lines if line.strip().startswith("dropped")]
+    assert dropped and all(
+        "model.dilated_kernel_size=" in line and "model.kernel_count=" in line for line in dropped
+    )
+    assert not (tmp_path / "runs").exists()  # a dry run writes nothing
+    # Without --dry-run the missing dataset is still an error that says how to make it.
+    result = cli(["sweep", "grid", "--preset", "smoke", f"data.path={tmp_path / 'nope'}"])
+    assert_one_line_error(result, "no dataset at", "audiosweep prepare demo")
+
+
 def test_unknown_architecture_pattern(cli, tmp_path):
     result = cli(["models", "--arch", "resnet*"])
     assert_one_line_error(result, "no architecture matches 'resnet*'")

@@ -73,6 +73,26 @@ def test_axes_are_crossed_with_cases_and_seeds(tmp_path: Path) -> None:
     assert all(v.overrides["train.seed"] == v.seed for v in variants)
 
 
+def test_a_baseline_case_runs_once_per_seed_not_across_the_axes(tmp_path: Path) -> None:
+    path = _space(
+        tmp_path,
+        {
+            "cases": [
+                {"arch": "convnext_tiny", "conv": "dsc", "baseline": True},
+                {"arch": "convnext_tiny", "conv": "dcls_gauss"},
+            ],
+            "seeds": [0, 1],
+            "axes": {"model.kernel_count": [9, 16, 26]},
+        },
+    )
+    variants = load_space(str(path)).variants(load_preset("smoke"))
+    dsc = [v for v in variants if v.case == "convnext_tiny/dsc"]
+    dcls = [v for v in variants if v.case == "convnext_tiny/dcls_gauss"]
+    assert [v.seed for v in dsc] == [0, 1]
+    assert all("model.kernel_count" not in v.overrides for v in dsc)
+    assert len(dcls) == 3 * 2
+
+
 def test_variant_key_is_stable_and_depends_on_every_override() -> None:
     a = Variant("convnext_tiny/dsc", 0, {"optim.lr": 0.1, "train.seed": 0})
     same = Variant("convnext_tiny/dsc", 0, {"train.seed": 0, "optim.lr": 0.1})
@@ -104,6 +124,8 @@ def test_a_bad_override_key_fails_before_any_trial(tmp_path: Path) -> None:
         ({"archs": ["a"], "mode": "best"}, "mode must be max or min"),
         ({"cases": [{"arch": "a", "conv": "dsc"}], "archs": ["a"]}, "either cases or archs"),
         ({"cases": [{"arch": "a"}]}, "each case needs arch and conv"),
+        ({"cases": [{"arch": "a", "conv": "dsc", "base": True}]}, r"unknown keys \['base'\]"),
+        ({"cases": [{"arch": "a", "conv": "dsc", "baseline": "yes"}]}, "baseline must be true"),
         ({"convs": ["dsc"]}, "no cases"),
     ],
 )

@@ -48,7 +48,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--dry-run",
         action="store_true",
-        help="print the trials, dropped variants and concurrency; start nothing",
+        help="print the trials, dropped variants and concurrency; start nothing (plans "
+        "before the dataset exists too)",
+    )
+    p.add_argument(
+        "--num-classes",
+        type=int,
+        help="--dry-run without the dataset: classes to plan for (default: AudioSet's 527, "
+        "or 10 for a single-label preset)",
     )
     p.set_defaults(func=_sweep)
 
@@ -94,7 +101,11 @@ def _sweep(args: argparse.Namespace) -> int:
     sweep_id = _sweep_id(args.space, args.preset, args.name, args.resume, run_root)
     base = base.with_overrides({"run_root": run_root, "data.path": resolve_path(base.data.path)})
     # Every user mistake fails here, before Ray starts: config, dataset, models, tracking.
-    plan = plan_sweep(space, base, sweep_id, run_root)
+    if args.num_classes is not None and args.num_classes < 1:
+        raise ConfigError("--num-classes must be at least 1")
+    plan = plan_sweep(
+        space, base, sweep_id, run_root, dry_run=args.dry_run, num_classes=args.num_classes
+    )
     if args.dry_run:
         print_plan(plan, args.address)
         return 0
@@ -115,25 +126,34 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def print_plan(plan, address: str | None) -> None:
     """What a sweep would run, without starting anything."""
+    from audiosweep.config import ConfigError
     from audiosweep.sweep.plan import planned_concurrency
 
     space = plan.space
     trials = len(plan.variants) if space.kind == "grid" else space.num_samples
-    concurrency, source = planned_concurrency(plan.base, address)
+    try:
+        concurrency, source = planned_concurrency(plan.base, address)
+        at_once = f"up to {concurrency} at once ({source})"
+    except ConfigError as err:  # a plan for a bigger cluster than this one: say so, go on
+        at_once = f"none at once here: {err}"
     print(
         f"sweep {plan.sweep_id}: space {space.name} ({space.kind}), preset {plan.base.preset}, "
-        f"{trials} trials, up to {concurrency} at once ({source})"
+        f"{trials} trials, {at_once}"
     )
     if space.kind == "grid":
         for v in plan.variants:
             extra = " ".join(f"{k}={val}" for k, val in sorted(v.overrides.items()))
             print(f"  {v.case:32s} seed {v.seed}  {extra}")
         for v, why in plan.dropped:
-            print(f"  dropped {v.case} seed {v.seed}: {why}")
+            print(f"  dropped {v.case} seed {v.seed} {why}")
     else:
         print(f"  cases: {', '.join(c.name for c in space.cases)}; seeds: {space.seeds}")
         for key, spec in space.params.items():
             print(f"  {key}: {spec}")
+    if plan.skipped:
+        print(f"planned without the dataset, for {plan.num_classes} classes; not checked:")
+        for what in plan.skipped:
+            print(f"  - {what}")
     print(f"run folder: {plan.layout.dir}")
 
 

@@ -5,7 +5,8 @@ model, and how many trials run at once on the cluster it can grow to."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from audiosweep.capacity import (
     Capacity,
@@ -14,9 +15,14 @@ from audiosweep.capacity import (
     default_worker_gpus,
     max_concurrent,
 )
-from audiosweep.config import ConfigError, TrialConfig
+from audiosweep.config import ConfigError, TrialConfig, resolve_path
+from audiosweep.data.schema import MANIFEST_NAME
 from audiosweep.layout import RunLayout, SweepLayout
 from audiosweep.sweep.spaces import SearchSpace, Variant
+
+# Classes a dry run plans for when the dataset is not there yet (and no --num-classes): the
+# label sets the presets are made for, AudioSet's 527 tags and the 10 scenes of TAU 2020.
+PLANNING_CLASSES = {"multilabel": 527, "singlelabel": 10}
 
 
 @dataclass
@@ -27,48 +33,101 @@ class SweepPlan:
     layout: SweepLayout  # where its Tune state, trials and report go (a path or a URI)
     variants: list[Variant]  # grid only
     dropped: list[tuple[Variant, str]]  # grid variants removed by a constraint, with why
+    num_classes: int = 0
+    skipped: list[str] = field(default_factory=list)  # checks a dry run without data left out
 
 
-def plan_sweep(space: SearchSpace, base: TrialConfig, sweep_id: str, run_root: str) -> SweepPlan:
+def plan_sweep(
+    space: SearchSpace,
+    base: TrialConfig,
+    sweep_id: str,
+    run_root: str,
+    *,
+    dry_run: bool = False,
+    num_classes: int | None = None,
+) -> SweepPlan:
     """The sweep's trials, each checked on the driver (config, dataset, model) so that a
-    mistake fails here in one line instead of in every trial on the cluster."""
+    mistake fails here in one line instead of in every trial on the cluster. A dry run also
+    plans before the dataset exists: for `num_classes` classes (else the preset's task's
+    usual label set), with the checks against the dataset listed as skipped."""
+    has_data = Path(resolve_path(base.data.path), MANIFEST_NAME).is_file()
+    skipped: list[str] = []
+    if has_data or not dry_run:
+        check = check_configs
+    else:
+        task = "multilabel" if base.data.task == "auto" else base.data.task
+        num_classes = num_classes or PLANNING_CLASSES[task]
+        skipped = [
+            f"the dataset at {base.data.path} (data.path): its splits, sample rate and task",
+            f"the clip length ({base.data.clip_seconds or 10.0:g} s assumed; the manifest's "
+            "otherwise)",
+        ]
+
+        def check(configs: list[TrialConfig]) -> int:
+            return check_configs_without_data(configs, num_classes)
+
     variants: list[Variant] = []
     dropped: list[tuple[Variant, str]] = []
     if space.kind == "grid":
         variants = space.variants(base)
-        check_configs([base.with_overrides(v.overrides) for v in variants])
+        classes = check([base.with_overrides(v.overrides) for v in variants])
         if space.constraint == "params_le_dsc":
-            variants, dropped = _params_le_dsc(variants, base)
+            variants, dropped = params_le_dsc(variants, base, list(space.axes), classes)
         if not variants:
             raise ConfigError(f"search space {space.name!r} leaves no trial to run")
     else:
         arch_map = dict(base.sweep.arch_map)
-        check_configs(
+        classes = check(
             [base.with_overrides(space.case_overrides(case, arch_map)) for case in space.cases]
         )
     layout = RunLayout.at(run_root).sweep(sweep_id)
-    return SweepPlan(space, base, sweep_id, layout, variants, dropped)
+    return SweepPlan(space, base, sweep_id, layout, variants, dropped, classes, skipped)
 
 
-def check_configs(configs: list[TrialConfig]) -> None:
-    """Resolve every config against its dataset and build each distinct model once."""
+def check_configs(configs: list[TrialConfig]) -> int:
+    """Resolve every config against its dataset and build each distinct model once; returns
+    the dataset's number of classes."""
     from audiosweep.train.checks import check_model_builds, resolve_trial
 
     built: set[str] = set()
+    num_classes = 0
     for cfg in configs:
         cfg, info = resolve_trial(cfg)
+        num_classes = info.num_classes
         key = repr((cfg.model, info.num_classes))
         if key not in built:
             check_model_builds(cfg, info.num_classes)
             built.add(key)
+    return num_classes
 
 
-def _params_le_dsc(variants: list[Variant], base: TrialConfig) -> tuple[list[Variant], list]:
-    """Keep DCLS variants whose model has no more parameters than the same arch with DSC."""
-    from audiosweep.data import DatasetInfo
+def check_configs_without_data(configs: list[TrialConfig], num_classes: int) -> int:
+    """`check_configs` for a dry run before the dataset exists: the config's values and every
+    distinct model, built and run on one clip of the configured (or AudioSet's) length."""
+    from audiosweep.train.checks import check_model_builds, check_trial
+
+    built: set[str] = set()
+    for cfg in configs:
+        check_trial(cfg)
+        key = repr(cfg.model)
+        if key not in built:
+            check_model_builds(cfg, num_classes)
+            built.add(key)
+    return num_classes
+
+
+def params_le_dsc(
+    variants: list[Variant], base: TrialConfig, axis_keys: list[str], num_classes: int
+) -> tuple[list[Variant], list[tuple[Variant, str]]]:
+    """Keep the variants whose model has no more parameters than the same arch with DSC,
+    counted on the case's own (paper-scale) arch, not the preset's stand-in
+    (``sweep.arch_map``): a stand-in's stage of one block shares its DCLS positions with no
+    other block, so a stand-in would drop combinations the paper-scale model keeps, and the
+    demo would not run the ablation the paper preset runs."""
+    import torch
+
     from audiosweep.models import count_parameters, create_model_from_config
 
-    num_classes = DatasetInfo.load(base.data.path).num_classes
     cache: dict[tuple, int] = {}
 
     def params(cfg: TrialConfig) -> int:
@@ -80,18 +139,21 @@ def _params_le_dsc(variants: list[Variant], base: TrialConfig) -> tuple[list[Var
             cfg.audio.n_mels,  # SP4ASC's size follows it
         )
         if key not in cache:
-            cache[key] = count_parameters(create_model_from_config(cfg, num_classes))
+            with torch.device("meta"):  # shapes only: no memory, no initialisation
+                cache[key] = count_parameters(create_model_from_config(cfg, num_classes))
         return cache[key]
 
     kept, dropped = [], []
     for v in variants:
-        cfg = base.with_overrides(v.overrides)
+        arch = v.case.split("/")[0]
+        cfg = base.with_overrides({**v.overrides, "model.arch": arch})
         dsc = params(cfg.with_overrides({"model.conv": "dsc"}))
         own = params(cfg)
         if own <= dsc:
             kept.append(v)
         else:
-            dropped.append((v, f"{own:,} parameters > DSC's {dsc:,}"))
+            values = " ".join(f"{k}={v.overrides[k]}" for k in axis_keys if k in v.overrides)
+            dropped.append((v, f"{values}: {arch} has {own:,} parameters > DSC's {dsc:,}"))
     return kept, dropped
 
 

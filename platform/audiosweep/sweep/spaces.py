@@ -1,7 +1,8 @@
 """Search spaces: one YAML format for grids, ablations and Optuna searches.
 
 A space names the MLflow experiment (``family``), the cases (``archs`` × ``convs``, or an explicit
-``cases`` list where each case may carry its own overrides), the seeds, overrides for every trial
+``cases`` list where each case may carry its own overrides, and a ``baseline: true`` case runs
+once per seed instead of across the axes), the seeds, overrides for every trial
 or per arch, and either grid ``axes`` (dotted key → list of values, crossed) or Optuna ``params``
 (dotted key → distribution). Combined with a preset and command-line overrides it yields
 `Variant`s (grid) or a Tune param space (Optuna).
@@ -45,6 +46,8 @@ class Case:
     arch: str
     conv: str
     overrides: tuple[tuple[str, Any], ...] = ()
+    # A reference point (an ablation's DSC): one trial per seed, not crossed with the axes.
+    baseline: bool = False
 
     @property
     def name(self) -> str:
@@ -102,12 +105,11 @@ class SearchSpace:
         axis_keys = list(self.axes)
         out: list[Variant] = []
         for case in self.cases:
-            for values in (
-                itertools.product(*(self.axes[k] for k in axis_keys)) if axis_keys else [()]
-            ):
+            keys = [] if case.baseline else axis_keys
+            for values in itertools.product(*(self.axes[k] for k in keys)) if keys else [()]:
                 for seed in self.seeds:
                     overrides = self.case_overrides(case, arch_map)
-                    overrides.update(dict(zip(axis_keys, values, strict=True)))
+                    overrides.update(dict(zip(keys, values, strict=True)))
                     overrides["train.seed"] = seed
                     base.with_overrides(overrides)
                     out.append(Variant(case=case.name, seed=seed, overrides=overrides))
@@ -192,8 +194,18 @@ def _parse_cases(data: dict[str, Any]) -> list[Case]:
         for item in data["cases"]:
             if not isinstance(item, dict) or not {"arch", "conv"} <= set(item):
                 raise ConfigError(f"each case needs arch and conv, got {item!r}")
+            extra = set(item) - {"arch", "conv", "overrides", "baseline"}
+            if extra:
+                raise ConfigError(
+                    f"case {item!r}: unknown keys {sorted(extra)} (valid: arch, conv, overrides, "
+                    "baseline)"
+                )
+            if not isinstance(item.get("baseline", False), bool):
+                raise ConfigError(f"case {item!r}: baseline must be true or false")
             overrides = tuple(sorted((item.get("overrides") or {}).items()))
-            cases.append(Case(item["arch"], item["conv"], overrides))
+            cases.append(
+                Case(item["arch"], item["conv"], overrides, bool(item.get("baseline", False)))
+            )
         return cases
     archs, convs = data.get("archs"), data.get("convs", ["dsc"])
     if not archs:

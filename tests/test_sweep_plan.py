@@ -1,0 +1,82 @@
+"""A sweep's plan: the parameter constraint of the kernel ablation, counted on the paper-scale
+architecture, and the ablation's DSC baseline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from audiosweep.config import load_preset
+from audiosweep.models import create_model
+from audiosweep.sweep.plan import plan_sweep
+from audiosweep.sweep.spaces import load_space
+
+KERNEL_COUNTS = (9, 16, 26, 34, 49)
+
+
+def _plan(preset: str, tmp_path: Path):
+    base = load_preset(preset).with_overrides({"data.path": str(tmp_path / "no_data")})
+    return plan_sweep(
+        load_space("ablation_kernel"), base, "t", str(tmp_path / "runs"), dry_run=True
+    )
+
+
+def _combos(variants) -> set[tuple[str, int | None, int | None]]:
+    return {
+        (
+            v.case,
+            v.overrides.get("model.dilated_kernel_size"),
+            v.overrides.get("model.kernel_count"),
+        )
+        for v in variants
+    }
+
+
+@pytest.fixture(scope="module")
+def convnext_tiny_counts() -> dict[str, int]:
+    """ConvNeXt-T's parameters with DSC and with DCLS of each kernel count, built on the CPU
+    and counted tensor by tensor (the plan counts on the meta device)."""
+
+    def count(conv: str, **kw) -> int:
+        model = create_model("convnext_tiny", conv, num_classes=527, **kw)
+        return sum(p.numel() for p in model.parameters())
+
+    counts = {"dsc": count("dsc")}
+    for n in KERNEL_COUNTS:
+        counts[f"dcls{n}"] = count("dcls_gauss", dilated_kernel_size=23, kernel_count=n)
+    return counts
+
+
+def test_the_constraint_is_counted_on_the_paper_arch(tmp_path, convnext_tiny_counts) -> None:
+    allowed = {
+        n for n in KERNEL_COUNTS if convnext_tiny_counts[f"dcls{n}"] <= convnext_tiny_counts["dsc"]
+    }
+    assert allowed and allowed != set(KERNEL_COUNTS)  # the constraint decides something
+    plan = _plan("paper", tmp_path)
+    kept_counts = {v.overrides["model.kernel_count"] for v in plan.variants if "dcls" in v.case}
+    assert kept_counts == allowed
+    dropped_counts = {v.overrides["model.kernel_count"] for v, _ in plan.dropped}
+    assert dropped_counts == set(KERNEL_COUNTS) - allowed
+    for v, why in plan.dropped:
+        n = v.overrides["model.kernel_count"]
+        assert f"{convnext_tiny_counts[f'dcls{n}']:,} parameters > DSC's" in why
+        assert f"{convnext_tiny_counts['dsc']:,}" in why
+
+
+def test_presets_with_stand_ins_run_the_papers_combinations(tmp_path) -> None:
+    paper = _plan("paper", tmp_path)
+    for preset in ("demo", "smoke"):
+        plan = _plan(preset, tmp_path)
+        assert plan.base.sweep.arch_map["convnext_tiny"] != "convnext_tiny"  # a stand-in
+        assert _combos(plan.variants) == _combos(paper.variants)
+        assert _combos(v for v, _ in plan.dropped) == _combos(v for v, _ in paper.dropped)
+
+
+def test_the_kernel_ablation_runs_its_dsc_baseline_once_per_seed(tmp_path) -> None:
+    plan = _plan("demo", tmp_path)
+    space = plan.space
+    baseline = [v for v in plan.variants if v.case == "convnext_tiny/dsc"]
+    assert len(baseline) == len(space.seeds)
+    assert all("model.kernel_count" not in v.overrides for v in baseline)
+    assert plan.num_classes == 527 and plan.skipped  # planned without data, and says so
