@@ -1,4 +1,5 @@
-"""`audiosweep evaluate`: a checkpoint on a dataset split, over the current Ray cluster."""
+"""`audiosweep evaluate`: a checkpoint on a dataset split, over the current Ray cluster; `audiosweep
+tag`: a trained model on any recordings."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import argparse
 import json
 import re
 from pathlib import Path
+
+SOURCES = ("dcls-audio", "fb-convnext", "timm", "sail-metaformer", "apple-fastvit")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", help="dataset split (default: data.eval_split)")
     p.add_argument(
         "--source",
-        choices=("dcls-audio", "fb-convnext", "timm", "sail-metaformer", "apple-fastvit"),
+        choices=SOURCES,
         help="layout of a reference checkpoint (default: ours, else detected from its keys)",
     )
     p.add_argument("--ema", action="store_true", help="evaluate the EMA weights of the checkpoint")
@@ -55,6 +58,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-track", action="store_true", help="do not log this evaluation to MLflow")
     p.set_defaults(func=_evaluate)
+
+    t = sub.add_parser(
+        "tag",
+        help="tag recordings (any format, rate, channels, length) with a trained model",
+        description=(
+            "Tag audio files (WAV, FLAC, OGG, MP3, ...; folders are searched) with a model: a run "
+            "folder, a models:/<model_id> logged model, or a checkpoint (--source for a "
+            "reference layout, with --preset and model.* overrides). Long recordings are cut "
+            "into windows of the model's clip length every --hop seconds; a file's scores are "
+            "the max (or --pool mean) over its windows."
+        ),
+    )
+    t.add_argument("paths", nargs="+", help="audio files or folders (then dotted overrides)")
+    t.add_argument("--model", required=True, help="run folder, models:/<id>, file or URL")
+    t.add_argument("--source", choices=SOURCES, help="layout of a reference checkpoint")
+    t.add_argument("--preset", help="preset name or YAML (default: the config of the run)")
+    t.add_argument("--ema", action="store_true", help="the checkpoint's EMA weights")
+    t.add_argument("--top-k", type=int, default=5, help="labels printed per file (default 5)")
+    t.add_argument(
+        "--hop", type=float, help="seconds between windows (default: half the model's window)"
+    )
+    t.add_argument("--pool", choices=("max", "mean"), default="max", help="over a file's windows")
+    t.add_argument("--out", help="per-window scores: a .csv (one row per window) or .json file")
+    t.add_argument("--plot", help="timeline PNG of the top classes (one per file if several)")
+    t.add_argument("--labels", help="label index CSV (index,mid,display_name) for the names")
+    t.add_argument("--tracking-uri", help="MLflow server of a models:/ model")
+    t.set_defaults(func=_tag, overrides=[])
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -140,3 +170,96 @@ def _label(location: str) -> str:
         if text.startswith("checkpoint_") and path.parent.name:
             text = f"{path.parent.name}-{text}"
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "checkpoint"
+
+
+def _tag(args: argparse.Namespace) -> int:
+    import sys
+
+    from audiosweep import tracking
+    from audiosweep.errors import UserError
+    from audiosweep.evaluate import tag
+    from audiosweep.evaluate.run import build_model, resolve_eval_config
+    from audiosweep.evaluate.source import open_checkpoint
+
+    # Dotted overrides follow the paths on the command line; argparse cannot tell them apart.
+    overrides = [p for p in args.paths if "=" in p and not Path(p).exists()]
+    paths = [p for p in args.paths if p not in overrides]
+    if args.top_k < 1:
+        raise UserError(f"--top-k must be >= 1, not {args.top_k}")
+    if args.hop is not None and args.hop <= 0:
+        raise UserError(f"--hop must be > 0 seconds, not {args.hop}")
+    if args.out and Path(args.out).suffix.lower() not in (".csv", ".json"):
+        raise UserError(f"--out {args.out}: name a .csv or .json file")
+    files = tag.find_audio(paths)
+    if not files:
+        raise UserError(f"no audio files in {' '.join(paths)}")
+    checkpoint = open_checkpoint(
+        args.model,
+        source=args.source,
+        ema=args.ema,
+        tracking_uri=tracking.tracking_uri(args.tracking_uri)
+        if args.model.startswith("models:/")
+        else None,
+    )
+    cfg = resolve_eval_config(checkpoint, args.preset, [*args.overrides, *overrides])
+    num_classes = _num_classes(cfg, checkpoint, args.ema, args.labels)
+    names = tag.class_names_for(cfg, num_classes, args.labels)
+    tagger = tag.Tagger.build(cfg, build_model(cfg, num_classes, checkpoint, args.ema), names)
+    hop = args.hop or tagger.window_seconds / 2
+    results, failed = [], 0
+    for path, tags, why in tag.tag_files(tagger, files, hop=hop, pool=args.pool):
+        if tags is None:
+            failed += 1
+            print(f"skipped {path}: {why}", file=sys.stderr)
+            continue
+        results.append(tags)
+        top = ", ".join(f"{name} {p:.3f}" for name, p in tag.top_k(tags, names, args.top_k))
+        print(
+            f"{path} ({tags.seconds:.1f} s, {tags.sample_rate} Hz, "
+            f"{len(tags.starts)} windows): {top}"
+        )
+    if args.out and results:
+        tag.write_tags(Path(args.out), results, names, tagger.window_seconds)
+        print(f"per-window scores: {args.out}")
+    if args.plot and results:
+        plot = Path(args.plot)
+        for tags in results:
+            out = (
+                plot
+                if len(results) == 1
+                else plot.with_name(f"{plot.stem}-{Path(tags.path).stem}{plot.suffix or '.png'}")
+            )
+            tag.plot_timeline(out, tags, names, tagger.window_seconds, args.top_k)
+            print(f"timeline: {out}")
+    if failed:
+        print(f"{failed} of {len(files)} files could not be read (above)", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _num_classes(cfg, checkpoint, ema: bool, labels: str | None) -> int:
+    """The dataset's classes, else the label index's, else the checkpoint's classifier size."""
+    from audiosweep.config import resolve_path
+    from audiosweep.data.schema import MANIFEST_NAME, DatasetInfo, LabelIndex
+
+    data = Path(resolve_path(cfg.data.path))
+    if (data / MANIFEST_NAME).is_file():
+        return DatasetInfo.load(data).num_classes
+    if labels is not None:
+        return len(LabelIndex.read(labels))
+    if checkpoint.layout not in ("audiosweep", "timm"):
+        return 527  # the reference checkpoints are AudioSet taggers
+    import torch
+
+    from audiosweep.evaluate.source import weights_of
+    from audiosweep.models import create_model_from_config
+
+    with torch.device("meta"):  # shapes only: the classifier's rows are the classes
+        one = create_model_from_config(cfg, 1).state_dict()
+    weights = weights_of(checkpoint, ema=ema)
+    for key, value in one.items():
+        given = weights.get(key)
+        if given is not None and given.shape != value.shape and value.shape[:1] == (1,):
+            return int(given.shape[0])
+    from audiosweep.config import ConfigError
+
+    raise ConfigError(f"cannot tell how many classes {checkpoint.location} has: pass --labels")

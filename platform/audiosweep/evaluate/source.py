@@ -204,12 +204,29 @@ def load_into(model: torch.nn.Module, checkpoint: CheckpointSource, *, ema: bool
             raise CheckpointError(
                 f"checkpoint {checkpoint.location} does not fit {case}: {err}"
             ) from None
+    weights = with_shared_names(model, weights)
     problems = mismatches(model.state_dict(), weights)
     if problems:
         raise CheckpointError(
             f"checkpoint {checkpoint.location} does not fit {case} (model.*): {problems}"
         )
     model.load_state_dict(weights, strict=True)
+
+
+def with_shared_names(model: torch.nn.Module, weights: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """`weights` with every name of a tensor the model shares between names: safetensors'
+    `save_model` (our ``model.safetensors``) keeps one name per shared tensor, and a stage of a
+    DCLS model shares its kernel positions across its blocks."""
+    names: dict[int, list[str]] = {}
+    for key, value in model.state_dict(keep_vars=True).items():
+        names.setdefault(id(value), []).append(key)
+    out = dict(weights)
+    for keys in names.values():
+        given = next((k for k in keys if k in out), None)
+        if given is not None:
+            for key in keys:
+                out.setdefault(key, out[given])
+    return out
 
 
 def mismatches(expected: Mapping[str, Tensor], given: Mapping[str, Tensor], shown: int = 2) -> str:
