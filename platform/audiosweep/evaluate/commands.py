@@ -248,18 +248,12 @@ def _num_classes(cfg, checkpoint, ema: bool, labels: str | None) -> int:
         return len(LabelIndex.read(labels))
     if checkpoint.layout not in ("audiosweep", "timm"):
         return 527  # the reference checkpoints are AudioSet taggers
-    import torch
-
     from audiosweep.evaluate.source import weights_of
-    from audiosweep.models import create_model_from_config
+    from audiosweep.models.from_config import num_classes_of
 
-    with torch.device("meta"):  # shapes only: the classifier's rows are the classes
-        one = create_model_from_config(cfg, 1).state_dict()
-    weights = weights_of(checkpoint, ema=ema)
-    for key, value in one.items():
-        given = weights.get(key)
-        if given is not None and given.shape != value.shape and value.shape[:1] == (1,):
-            return int(given.shape[0])
+    found = num_classes_of(cfg, weights_of(checkpoint, ema=ema))
+    if found is not None:
+        return found
     from audiosweep.config import ConfigError
 
     raise ConfigError(f"cannot tell how many classes {checkpoint.location} has: pass --labels")

@@ -25,7 +25,10 @@ def register(sub) -> None:
     )
     models.set_defaults(func=_models)
 
-    export = sub.add_parser("export", help="fold SP4ASC's batch norms and save it in float16")
+    export = sub.add_parser(
+        "export",
+        help="fold SP4ASC's batch norms and save it in float16; --torch: bake DCLS layers",
+    )
     source = export.add_mutually_exclusive_group()
     source.add_argument(
         "--run",
@@ -45,6 +48,14 @@ def register(sub) -> None:
     )
     export.add_argument("--num-classes", type=int, default=None, help="classes (default 10)")
     export.add_argument("--n-mels", type=int, default=None, help="mel bins (default: SP4ASC's)")
+    export.add_argument(
+        "--torch",
+        default=None,
+        metavar="OUT",
+        help="with --run, any model: write its weights with every DCLS layer baked into a plain "
+        "depthwise conv (safetensors; loads into the DSC architecture without dcls)",
+    )
+    export.add_argument("--ema", action="store_true", help="with --torch: the EMA weights")
     export.set_defaults(func=_export)
 
 
@@ -91,6 +102,13 @@ def _export(args: argparse.Namespace) -> int:
     from audiosweep.models.export_run import ExportError, export_run
     from audiosweep.models.factory import create_model
 
+    if args.torch:
+        if not args.run:
+            raise ExportError("export --torch bakes a run: pass --run RUN")
+        from audiosweep.models.bake import export_baked
+
+        print(json.dumps(export_baked(args.run, args.torch, ema=args.ema), indent=2))
+        return 0
     if args.run:
         info = export_run(args.run, args.out)
         print(json.dumps(info, indent=2))

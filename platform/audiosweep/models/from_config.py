@@ -43,3 +43,18 @@ def create_model_from_config(cfg: TrialConfig, num_classes: int) -> nn.Module:
     """``create_model(cfg.model.arch, ...)`` with the trial's model options, freshly initialised
     (``model.init`` is applied separately, by `models.pretrained.initialise_model`)."""
     return create_model(cfg.model.arch, num_classes=num_classes, **model_kwargs(cfg))
+
+
+def num_classes_of(cfg: TrialConfig, weights: dict[str, Any]) -> int | None:
+    """The classes of a state dict of ``cfg``'s model: the rows of the tensor whose first
+    dimension follows ``num_classes`` (found by building the model for one class, shapes only).
+    None if the state dict has no such tensor."""
+    import torch
+
+    with torch.device("meta"):
+        one = create_model_from_config(cfg, 1).state_dict()
+    for key, value in one.items():
+        given = weights.get(key)
+        if given is not None and given.shape != value.shape and value.shape[:1] == (1,):
+            return int(given.shape[0])
+    return None
