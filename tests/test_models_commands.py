@@ -62,7 +62,12 @@ def test_bench_dcls_reports_every_variant_and_agreement(tmp_path, capsys) -> Non
         "dcls fast path",
         "dcls fast, spread P",
     }
-    assert set(rows) == {(m, v) for m in ("inference", "train") for v in variants}
+    baked = "dcls baked, spread P"  # inference only: a baked model no longer learns positions
+    assert set(rows) == {(m, v) for m in ("inference", "train") for v in variants} | {
+        ("inference", baked)
+    }
+    assert rows[("inference", baked)]["runs"] == 2
+    assert result["baked_vs_fast_max_rel_diff"] < 1e-5
     assert (
         rows[("train", "dcls package")]["runs"] == 1
         and rows[("train", "dcls fast path")]["runs"] == 2
@@ -91,7 +96,7 @@ def test_bench_dcls_reports_every_variant_and_agreement(tmp_path, capsys) -> Non
     assert {"input_shape", "batch", "dtype", "threads", "repeats", "cpu_model", "isa"} <= set(
         header
     )
-    assert len(csv_rows) == len(rows) == 10
+    assert len(csv_rows) == len(rows) == 11
     fast = next(
         r
         for r in csv_rows

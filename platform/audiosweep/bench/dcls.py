@@ -1,4 +1,5 @@
-"""`audiosweep bench dcls`: DSC vs DCLS (dcls package) vs DCLS (fast path), side by side.
+"""`audiosweep bench dcls`: DSC vs DCLS (dcls package) vs DCLS (fast path) vs DCLS baked into
+plain depthwise convolutions (inference), side by side.
 
 Every repeat times one batch of each variant in turn, so that load from other processes falls
 on all of them alike; the figures are medians over repeats. The `dcls` package variant is slow
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from audiosweep.models.bake import bake_dcls
 from audiosweep.models.dcls_substitution import position_layers
 from audiosweep.models.factory import create_model, get_arch
 
@@ -30,6 +32,7 @@ CSV_VARIANTS = {
     "dcls package": "dcls_package",
     "dcls fast path": "dcls_fast_positions_initialised",
     "dcls fast, spread P": "dcls_fast_positions_spread",
+    "dcls baked, spread P": "dcls_baked_positions_spread",
 }
 
 
@@ -39,6 +42,7 @@ class ModelVariant:
     model: nn.Module
     channels_last_input: bool
     reference: bool = False
+    modes: tuple[str, ...] = MODES  # a baked model is for inference only
     seconds: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m in MODES})
     outputs: dict[str, torch.Tensor] = field(default_factory=dict)
 
@@ -62,13 +66,22 @@ def _spread_positions(model: nn.Module, seed: int = 0) -> nn.Module:
 def _build_variants(arch: str, include_reference: bool) -> list[ModelVariant]:
     dsc = create_model(arch, "dsc")
     fast = create_model(arch, "dcls_gauss", dcls_impl="fast")
+    spread = _spread_positions(copy.deepcopy(fast))
     variants = [
         ModelVariant("dsc (NCHW)", dsc, False),
         ModelVariant(
             "dsc (channels_last)", copy.deepcopy(dsc).to(memory_format=torch.channels_last), True
         ),
         ModelVariant("dcls fast path", fast, False),
-        ModelVariant("dcls fast, spread P", _spread_positions(copy.deepcopy(fast)), False),
+        ModelVariant("dcls fast, spread P", spread, False),
+        # The same trained-like model with each DCLS layer baked into the depthwise conv it
+        # computes (`export --torch`): channels_last, as the fast path runs its convolutions.
+        ModelVariant(
+            "dcls baked, spread P",
+            bake_dcls(spread)[0].to(memory_format=torch.channels_last),
+            True,
+            modes=("inference",),
+        ),
     ]
     if include_reference:
         reference = create_model(arch, "dcls_gauss", dcls_impl="reference")
@@ -140,11 +153,11 @@ def run_dcls_bench(
     for mode in modes:
         for variant in variants:
             variant.model.train(mode == "train")
-            if not variant.reference:
+            if not variant.reference and mode in variant.modes:
                 _run(variant, mode, x, target)  # warm-up
         for r in range(repeats):
             for variant in variants:
-                if variant.reference and r >= reference_repeats:
+                if (variant.reference and r >= reference_repeats) or mode not in variant.modes:
                     continue
                 seconds, out = _run(variant, mode, x, target)
                 variant.seconds[mode].append(seconds)
@@ -178,7 +191,25 @@ def run_dcls_bench(
             )
     agreement = _agreement(variants)
     _print_table(results, agreement, log)
-    return {"setup": setup, "results": results, "fast_vs_package_max_rel_diff": agreement}
+    baked = _baked_agreement(variants)
+    if baked is not None:
+        log(f"baked vs fast path (spread P), inference logits: max rel diff {baked:.2e}")
+    return {
+        "setup": setup,
+        "results": results,
+        "fast_vs_package_max_rel_diff": agreement,
+        "baked_vs_fast_max_rel_diff": baked,
+    }
+
+
+def _baked_agreement(variants: list[ModelVariant]) -> float | None:
+    """Max |baked - fast| / max |fast| of the last inference outputs (spread positions)."""
+    by_name = {v.name: v for v in variants}
+    fast = by_name["dcls fast, spread P"].outputs.get("inference")
+    baked = by_name["dcls baked, spread P"].outputs.get("inference")
+    if fast is None or baked is None:
+        return None
+    return ((baked - fast).abs().max() / fast.abs().max()).item()
 
 
 def _agreement(variants: list[ModelVariant]) -> dict[str, float]:
