@@ -242,6 +242,13 @@ def test_sweep_dry_run_plans_without_the_dataset_and_names_what_it_skipped(cli, 
     assert_one_line_error(result, "no dataset at", "audiosweep prepare demo")
 
 
+def test_a_relative_data_path_inside_a_ray_job_names_the_fix(cli, tmp_path):
+    # What a job submitted with --working-dir sees for the preset's relative data/demo.
+    copy = tmp_path / "runtime_resources" / "working_dir_files" / "_ray_pkg_0" / "data" / "demo"
+    result = cli(["train", "--preset", "demo", f"data.path={copy}", "--no-track"])
+    assert_one_line_error(result, "no dataset at", "without the git-ignored data/", "absolute")
+
+
 def test_unknown_architecture_pattern(cli, tmp_path):
     result = cli(["models", "--arch", "resnet*"])
     assert_one_line_error(result, "no architecture matches 'resnet*'")

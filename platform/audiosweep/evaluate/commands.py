@@ -124,7 +124,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     split = args.split or cfg.data.eval_split
     cfg, info = check_dataset(cfg, split)
     model = build_model(cfg, info.num_classes, checkpoint, args.ema)  # fails before Ray starts
-    name = f"{_label(args.checkpoint)}-{split}" + ("-ema" if args.ema else "")
+    name = (
+        f"{_label(args.checkpoint)}-{split}"
+        + ("-ema" if args.ema else "")
+        + (f"-tta{args.tta}" if args.tta else "")
+    )
     out = Path(args.out or Path("evaluations") / name)
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise UserError(f"{out} already exists; pass --overwrite or another --out")

@@ -75,6 +75,9 @@ def check_dataset(cfg: TrialConfig, split: str) -> tuple[TrialConfig, DatasetInf
     data_path = resolve_path(cfg.data.path)
     if not Path(data_path, MANIFEST_NAME).is_file():
         fix = f"; make it with: {cfg.data.prepare}" if cfg.data.prepare else ""
+        from audiosweep.train.checks import JOB_COPY_HINT, JOB_COPY_MARK
+
+        fix += JOB_COPY_HINT * (JOB_COPY_MARK in data_path)
         raise DatasetError(f"no dataset at {data_path} (data.path){fix}")
     info = DatasetInfo.load(data_path)
     info.split(split)  # a missing split fails here, naming the ones there are

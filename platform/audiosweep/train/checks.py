@@ -13,6 +13,13 @@ from torch import device as torch_device
 from audiosweep.config import ConfigError, TrialConfig, resolve_path
 from audiosweep.data.schema import MANIFEST_NAME, DatasetError
 
+# A Ray job runs in a copy of its --working-dir, which leaves out git-ignored folders like data/.
+JOB_COPY_MARK = "working_dir_files"
+JOB_COPY_HINT = (
+    " (this Ray job runs in a copy of --working-dir without the git-ignored data/: pass an "
+    'absolute data.path, e.g. data.path="$PWD/data/demo")'
+)
+
 
 def resolve_trial(cfg: TrialConfig) -> tuple[TrialConfig, Any]:
     """Fill what the dataset decides (clip length) and check what must agree with it."""
@@ -22,6 +29,7 @@ def resolve_trial(cfg: TrialConfig) -> tuple[TrialConfig, Any]:
     if not Path(data_path, MANIFEST_NAME).is_file() and cfg.data.prepare:
         raise DatasetError(
             f"no dataset at {data_path} (data.path); make it with: {cfg.data.prepare}"
+            + JOB_COPY_HINT * (JOB_COPY_MARK in data_path)
         )
     info = DatasetInfo.load(data_path)
     for split in (cfg.data.train_split, cfg.data.eval_split):
