@@ -247,6 +247,9 @@ def test_a_relative_data_path_inside_a_ray_job_names_the_fix(cli, tmp_path):
     copy = tmp_path / "runtime_resources" / "working_dir_files" / "_ray_pkg_0" / "data" / "demo"
     result = cli(["train", "--preset", "demo", f"data.path={copy}", "--no-track"])
     assert_one_line_error(result, "no dataset at", "without the git-ignored data/", "absolute")
+    # A sweep's run root in that copy would differ on every node and vanish with the job.
+    result = cli(["sweep", "grid", "--preset", "smoke", "--run-root", str(copy.parent / "runs")])
+    assert_one_line_error(result, "inside this Ray job's copy of --working-dir", "--run-root")
 
 
 def test_unknown_architecture_pattern(cli, tmp_path):

@@ -90,6 +90,7 @@ def _sweep(args: argparse.Namespace) -> int:
     from audiosweep.sweep.plan import plan_sweep
     from audiosweep.sweep.spaces import load_space
     from audiosweep.tracking import tracking_uri
+    from audiosweep.train.checks import JOB_COPY_MARK
 
     base = load_preset(args.preset, args.overrides)
     space = load_space(args.space)
@@ -98,6 +99,12 @@ def _sweep(args: argparse.Namespace) -> int:
             raise ConfigError("--num-samples must be at least 1")
         space.num_samples = args.num_samples
     run_root = resolve_root(args.run_root or base.run_root)
+    if JOB_COPY_MARK in run_root:
+        # Each node unpacks its own copy of a job's working directory, deleted with the job.
+        raise ConfigError(
+            f"run root {run_root} is inside this Ray job's copy of --working-dir, which other "
+            'nodes cannot see and the job deletes: pass --run-root "$PWD/runs" (or a shared path)'
+        )
     sweep_id = _sweep_id(args.space, args.preset, args.name, args.resume, run_root)
     base = base.with_overrides({"run_root": run_root, "data.path": resolve_path(base.data.path)})
     # Every user mistake fails here, before Ray starts: config, dataset, models, tracking.
