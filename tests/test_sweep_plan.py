@@ -9,17 +9,30 @@ import pytest
 
 from audiosweep.config import load_preset
 from audiosweep.models import create_model
-from audiosweep.sweep.plan import plan_sweep
+from audiosweep.sweep.plan import params_le_dsc, plan_sweep
 from audiosweep.sweep.spaces import load_space
 
 KERNEL_COUNTS = (9, 16, 26, 34, 49)
 
 
 def _plan(preset: str, tmp_path: Path):
+    """The whole dry-run plan (every model built and run once: only for the small presets)."""
     base = load_preset(preset).with_overrides({"data.path": str(tmp_path / "no_data")})
     return plan_sweep(
         load_space("ablation_kernel"), base, "t", str(tmp_path / "runs"), dry_run=True
     )
+
+
+@pytest.fixture(scope="module")
+def demo_plan(tmp_path_factory):
+    return _plan("demo", tmp_path_factory.mktemp("plan"))
+
+
+def _constrained(preset: str):
+    """(kept, dropped) of the ablation's constraint alone, for 527 classes."""
+    space = load_space("ablation_kernel")
+    base = load_preset(preset)
+    return params_le_dsc(space.variants(base), base, list(space.axes), 527)
 
 
 def _combos(variants) -> set[tuple[str, int | None, int | None]]:
@@ -53,28 +66,30 @@ def test_the_constraint_is_counted_on_the_paper_arch(tmp_path, convnext_tiny_cou
         n for n in KERNEL_COUNTS if convnext_tiny_counts[f"dcls{n}"] <= convnext_tiny_counts["dsc"]
     }
     assert allowed and allowed != set(KERNEL_COUNTS)  # the constraint decides something
-    plan = _plan("paper", tmp_path)
-    kept_counts = {v.overrides["model.kernel_count"] for v in plan.variants if "dcls" in v.case}
+    kept, dropped = _constrained("paper")
+    kept_counts = {v.overrides["model.kernel_count"] for v in kept if "dcls" in v.case}
     assert kept_counts == allowed
-    dropped_counts = {v.overrides["model.kernel_count"] for v, _ in plan.dropped}
+    dropped_counts = {v.overrides["model.kernel_count"] for v, _ in dropped}
     assert dropped_counts == set(KERNEL_COUNTS) - allowed
-    for v, why in plan.dropped:
+    for v, why in dropped:
         n = v.overrides["model.kernel_count"]
         assert f"{convnext_tiny_counts[f'dcls{n}']:,} parameters > DSC's" in why
         assert f"{convnext_tiny_counts['dsc']:,}" in why
 
 
-def test_presets_with_stand_ins_run_the_papers_combinations(tmp_path) -> None:
-    paper = _plan("paper", tmp_path)
+def test_presets_with_stand_ins_run_the_papers_combinations(demo_plan) -> None:
+    paper_kept, paper_dropped = _constrained("paper")
     for preset in ("demo", "smoke"):
-        plan = _plan(preset, tmp_path)
-        assert plan.base.sweep.arch_map["convnext_tiny"] != "convnext_tiny"  # a stand-in
-        assert _combos(plan.variants) == _combos(paper.variants)
-        assert _combos(v for v, _ in plan.dropped) == _combos(v for v, _ in paper.dropped)
+        assert load_preset(preset).sweep.arch_map["convnext_tiny"] != "convnext_tiny"  # stand-in
+        kept, dropped = _constrained(preset)
+        assert _combos(kept) == _combos(paper_kept)
+        assert _combos(v for v, _ in dropped) == _combos(v for v, _ in paper_dropped)
+    # And the whole plan of a stand-in preset keeps them too.
+    assert _combos(demo_plan.variants) == _combos(paper_kept)
 
 
-def test_the_kernel_ablation_runs_its_dsc_baseline_once_per_seed(tmp_path) -> None:
-    plan = _plan("demo", tmp_path)
+def test_the_kernel_ablation_runs_its_dsc_baseline_once_per_seed(demo_plan) -> None:
+    plan = demo_plan
     space = plan.space
     baseline = [v for v in plan.variants if v.case == "convnext_tiny/dsc"]
     assert len(baseline) == len(space.seeds)
