@@ -209,7 +209,11 @@ def _baked_agreement(variants: list[ModelVariant]) -> float | None:
     baked = by_name["dcls baked, spread P"].outputs.get("inference")
     if fast is None or baked is None:
         return None
-    return ((baked - fast).abs().max() / fast.abs().max()).item()
+    return _max_rel_diff(baked, fast)
+
+
+def _max_rel_diff(out: torch.Tensor, reference: torch.Tensor) -> float:
+    return ((out - reference).abs().max() / reference.abs().max()).item()
 
 
 def _agreement(variants: list[ModelVariant]) -> dict[str, float]:
@@ -221,7 +225,7 @@ def _agreement(variants: list[ModelVariant]) -> dict[str, float]:
     diffs = {}
     for mode, ref_out in reference.outputs.items():
         fast_out = fast.outputs[mode]
-        diffs[mode] = ((fast_out - ref_out).abs().max() / ref_out.abs().max()).item()
+        diffs[mode] = _max_rel_diff(fast_out, ref_out)
     return diffs
 
 

@@ -63,26 +63,46 @@ class Predictor:
 
     @torch.no_grad()
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from audiosweep.audio import test_time_augment
-
         waveform = torch.from_numpy(np.asarray(batch["waveform"], dtype=np.float32))
-        waveform = waveform.to(self.device)
-        autocast = (
-            torch.autocast(self.device.type, dtype=self.amp_dtype)
-            if self.amp_dtype is not None
-            else contextlib.nullcontext()
+        probs = predict_probabilities(
+            self.model,
+            self.frontend,
+            waveform.to(self.device),
+            activation=self.activation,
+            amp_dtype=self.amp_dtype,
+            tta_views=self.tta_views,
+            spec_augment=self.spec_augment,
         )
-        with autocast:
-            spec = self.frontend(waveform, augment=False)
-            probs = test_time_augment(
-                self.model,
-                spec,
-                self.tta_views,
-                augment=self.spec_augment,
-                activation=self.activation,
-            )
         return {
             "clip_id": np.asarray(batch["clip_id"]),
             "scores": probs.float().cpu().numpy(),
             "target": np.asarray(batch["target"], dtype=np.float32),
         }
+
+
+@torch.no_grad()
+def predict_probabilities(
+    model: torch.nn.Module,
+    frontend: torch.nn.Module,
+    waveform: torch.Tensor,
+    *,
+    activation: str,
+    amp_dtype: torch.dtype | None = None,
+    tta_views: int = 0,
+    spec_augment: torch.nn.Module | None = None,
+) -> torch.Tensor:
+    """Probabilities of (B, samples) waveforms as a trial's evaluation computes them: the
+    front end without augmentation, the model under the trial's autocast, the task's
+    activation; with `tta_views` > 0 the mean over that many SpecAugment views."""
+    from audiosweep.audio import test_time_augment
+
+    autocast = (
+        torch.autocast(waveform.device.type, dtype=amp_dtype)
+        if amp_dtype is not None
+        else contextlib.nullcontext()
+    )
+    with autocast:
+        spec = frontend(waveform, augment=False)
+        return test_time_augment(
+            model, spec, tta_views, augment=spec_augment, activation=activation
+        )

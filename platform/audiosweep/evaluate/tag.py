@@ -11,7 +11,6 @@ maximum (or mean) of its windows' scores.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import os
@@ -77,19 +76,18 @@ class Tagger:
     @torch.no_grad()
     def probabilities(self, windows: np.ndarray, batch_size: int = 16) -> np.ndarray:
         """(n, window) waveforms at the model's rate -> (n, classes) probabilities."""
-        from audiosweep.audio import test_time_augment
+        from audiosweep.evaluate.predict import predict_probabilities
 
         out = []
-        autocast = (
-            torch.autocast(self.device.type, dtype=self.amp_dtype)
-            if self.amp_dtype is not None
-            else contextlib.nullcontext()
-        )
         for start in range(0, len(windows), batch_size):
             wave = torch.from_numpy(np.ascontiguousarray(windows[start : start + batch_size]))
-            with autocast:
-                spec = self.frontend(wave.to(self.device), augment=False)
-                probs = test_time_augment(self.model, spec, 0, activation=self.activation)
+            probs = predict_probabilities(
+                self.model,
+                self.frontend,
+                wave.to(self.device),
+                activation=self.activation,
+                amp_dtype=self.amp_dtype,
+            )
             out.append(probs.float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.class_names)), np.float32)
 

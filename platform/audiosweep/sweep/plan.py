@@ -52,9 +52,7 @@ def plan_sweep(
     usual label set), with the checks against the dataset listed as skipped."""
     has_data = Path(resolve_path(base.data.path), MANIFEST_NAME).is_file()
     skipped: list[str] = []
-    if has_data or not dry_run:
-        check = check_configs
-    else:
+    if dry_run and not has_data:
         task = "multilabel" if base.data.task == "auto" else base.data.task
         num_classes = num_classes or PLANNING_CLASSES[task]
         skipped = [
@@ -62,58 +60,48 @@ def plan_sweep(
             f"the clip length ({base.data.clip_seconds or 10.0:g} s assumed; the manifest's "
             "otherwise)",
         ]
-
-        def check(configs: list[TrialConfig]) -> int:
-            return check_configs_without_data(configs, num_classes)
+    else:
+        num_classes = None  # the dataset's
 
     variants: list[Variant] = []
     dropped: list[tuple[Variant, str]] = []
     if space.kind == "grid":
         variants = space.variants(base)
-        classes = check([base.with_overrides(v.overrides) for v in variants])
+        classes = check_configs([base.with_overrides(v.overrides) for v in variants], num_classes)
         if space.constraint == "params_le_dsc":
             variants, dropped = params_le_dsc(variants, base, list(space.axes), classes)
         if not variants:
             raise ConfigError(f"search space {space.name!r} leaves no trial to run")
     else:
         arch_map = dict(base.sweep.arch_map)
-        classes = check(
-            [base.with_overrides(space.case_overrides(case, arch_map)) for case in space.cases]
+        classes = check_configs(
+            [base.with_overrides(space.case_overrides(case, arch_map)) for case in space.cases],
+            num_classes,
         )
     layout = RunLayout.at(run_root).sweep(sweep_id)
     return SweepPlan(space, base, sweep_id, layout, variants, dropped, classes, skipped)
 
 
-def check_configs(configs: list[TrialConfig]) -> int:
-    """Resolve every config against its dataset and build each distinct model once; returns
-    the dataset's number of classes."""
-    from audiosweep.train.checks import check_model_builds, resolve_trial
+def check_configs(configs: list[TrialConfig], num_classes: int | None = None) -> int:
+    """Resolve every config against its dataset and build each distinct model once; returns the
+    dataset's number of classes. With `num_classes` (a dry run before the dataset exists), only
+    the config's values are checked and the models built for that many classes, on one clip of
+    the configured (or AudioSet's) length."""
+    from audiosweep.train.checks import check_model_builds, check_trial, resolve_trial
 
     built: set[str] = set()
-    num_classes = 0
+    classes = num_classes or 0
     for cfg in configs:
-        cfg, info = resolve_trial(cfg)
-        num_classes = info.num_classes
-        key = repr((cfg.model, info.num_classes))
+        if num_classes is None:
+            cfg, info = resolve_trial(cfg)
+            classes = info.num_classes
+        else:
+            check_trial(cfg)
+        key = repr((cfg.model, classes))
         if key not in built:
-            check_model_builds(cfg, info.num_classes)
+            check_model_builds(cfg, classes)
             built.add(key)
-    return num_classes
-
-
-def check_configs_without_data(configs: list[TrialConfig], num_classes: int) -> int:
-    """`check_configs` for a dry run before the dataset exists: the config's values and every
-    distinct model, built and run on one clip of the configured (or AudioSet's) length."""
-    from audiosweep.train.checks import check_model_builds, check_trial
-
-    built: set[str] = set()
-    for cfg in configs:
-        check_trial(cfg)
-        key = repr(cfg.model)
-        if key not in built:
-            check_model_builds(cfg, num_classes)
-            built.add(key)
-    return num_classes
+    return classes
 
 
 def params_le_dsc(

@@ -13,7 +13,6 @@ from ray.train.torch import TorchTrainer
 from audiosweep.config import TrialConfig
 from audiosweep.layout import CONFIG_FILE, RunLayout, TrialLayout
 from audiosweep.ray_compat import fit_with_failure_policy
-from audiosweep.train.checks import resolve_trial
 from audiosweep.train.data_split import ExactEvalDataConfig
 from audiosweep.train.failures import DeterministicFailurePolicy, deterministic_reason
 from audiosweep.train.loop import run_worker, train_loop_per_worker
@@ -143,10 +142,11 @@ def run_trial(
     callbacks: list[Any] | None = None,
 ) -> TrialResult:
     """One trial from config to summary, for `audiosweep train` and every sweep trial alike:
-    checks → trainer → training (resumed from its run folder if it was interrupted) → the
-    tracker's summary. `trial` defaults to the config's ``run_root``/``name``; `tracker` (an
-    open MLflow run) logs every epoch and is closed with the summary, or as failed."""
-    cfg, _ = resolve_trial(cfg)
+    trainer → training (resumed from its run folder if it was interrupted) → the tracker's
+    summary. `cfg` comes checked from `resolve_trial` (each caller has resolved it already, for
+    its MLflow params or its checks before Ray starts). `trial` defaults to the config's
+    ``run_root``/``name``; `tracker` (an open MLflow run) logs every epoch and is closed with
+    the summary, or as failed."""
     trial = trial or RunLayout.at(cfg.run_root).trial(cfg.name)
     trainer = build_trainer(
         cfg,
