@@ -4,6 +4,7 @@ as `evaluate` scores a clip; an unreadable file is reported and the rest tagged.
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 
@@ -103,20 +104,18 @@ def test_tags_any_recording_reports_a_corrupt_one_and_writes_one_row_per_window(
 
 def test_a_clip_at_the_models_rate_scores_as_evaluate_scores_it(tmp_path, run_folder) -> None:
     from audiosweep.evaluate.predict import Predictor
-    from audiosweep.evaluate.run import build_model, resolve_eval_config
-    from audiosweep.evaluate.source import open_checkpoint, weights_of
-    from audiosweep.evaluate.tag import Tagger, class_names_for
+    from audiosweep.evaluate.source import weights_of
+    from audiosweep.evaluate.tag import Tagger
+    from audiosweep.evaluate.trained import load_trained
 
     cfg_dict = yaml.safe_load((run_folder / "config.yaml").read_text())
     rate = cfg_dict["audio"]["sample_rate"]
     wave = _write(tmp_path / "ten.wav", 10.0, rate, 1, 3)[:, 0]
 
-    checkpoint = open_checkpoint(str(run_folder))
-    cfg = resolve_eval_config(checkpoint, None, [])
-    classes = DatasetInfo.load(cfg.data.path).num_classes
-    tagger = Tagger.build(
-        cfg, build_model(cfg, classes, checkpoint, False), class_names_for(cfg, classes, None)
-    )
+    trained = load_trained(str(run_folder))
+    cfg, checkpoint, classes = trained.cfg, trained.checkpoint, trained.num_classes
+    assert classes == DatasetInfo.load(cfg.data.path).num_classes
+    tagger = Tagger.build(cfg, trained.model, trained.class_names)
     tags = tagger.tag_file(tmp_path / "ten.wav", hop=5.0)
     assert len(tags.starts) == 1
 
@@ -143,3 +142,67 @@ def test_a_paper_scale_dcls_run_folder_loads_with_its_shared_positions(tmp_path)
     load_into(fresh, open_checkpoint(str(tmp_path)), ema=False)
     for key, value in trained.state_dict().items():
         assert torch.equal(fresh.state_dict()[key], value), key
+
+
+@pytest.mark.integration
+def test_tagging_on_ray_gives_the_in_process_scores(tmp_path, run_folder, ray_address, capfd):
+    """A folder tagged by Ray Data replicas: the same scores as in process, in file order, and
+    the unreadable file reported while the others are tagged."""
+    from audiosweep.cli import main
+
+    rec = tmp_path / "recordings"
+    rec.mkdir()
+    _write(rec / "a.wav", 12.0, 44_100, 2, 4)
+    _write(rec / "b.flac", 0.7, 8_000, 1, 5)
+    _write(rec / "c.wav", 10.0, 16_000, 1, 6)
+    (rec / "d-broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot audio")
+    outputs = {}
+    for mode in ("--local", "--ray"):
+        out = tmp_path / f"tags{mode}.json"
+        args = ["tag", str(rec), "--model", str(run_folder), "--out", str(out), mode]
+        code = main([*args, "--address", ray_address] if mode == "--ray" else args)
+        err = capfd.readouterr().err
+        assert code == 1 and "d-broken.wav" in err, err
+        outputs[mode] = json.loads(out.read_text())
+    local, on_ray = outputs["--local"], outputs["--ray"]
+    assert [Path(f["file"]).name for f in on_ray] == ["a.wav", "b.flac", "c.wav"]
+    for a, b in zip(local, on_ray, strict=True):
+        assert a["file"] == b["file"] and len(a["windows"]) == len(b["windows"])
+        np.testing.assert_allclose(
+            [w["scores"] for w in b["windows"]], [w["scores"] for w in a["windows"]], atol=1e-6
+        )
+
+
+def test_a_reference_checkpoint_tags_with_source_and_preset(tmp_path, capfd) -> None:
+    """`--model FILE --source dcls-audio --preset P`: the converted weights tag a recording as
+    the same model built from those weights scores it."""
+    import argparse
+
+    from audiosweep.cli import main
+    from audiosweep.evaluate.tag import Tagger
+    from checkpoint_layouts import fb_convnext_layout
+
+    cfg = load_preset("smoke").with_overrides(
+        {"model.arch": "convnext_atto", "model.conv": "dcls_gauss", "data.path": str(tmp_path)}
+    )
+    torch.manual_seed(0)
+    model = create_model_from_config(cfg, 4).eval()
+    path = tmp_path / "checkpoint-best.pth"
+    torch.save({"model": fb_convnext_layout(model), "args": argparse.Namespace()}, path)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("index,mid,display_name\n" + "".join(f"{i},/m/{i},c{i}\n" for i in range(4)))
+    _write(tmp_path / "rec.wav", 3.0, cfg.audio.sample_rate, 1, 7)
+    out = tmp_path / "tags.json"
+    code = main(
+        ["tag", str(tmp_path / "rec.wav"), "--model", str(path), "--source", "dcls-audio"]
+        + ["--preset", "smoke", "model.arch=convnext_atto", "model.conv=dcls_gauss"]
+        + [f"data.path={tmp_path}", "--labels", str(labels), "--out", str(out)]
+    )
+    assert code == 0, capfd.readouterr().err
+    (tagged,) = json.loads(out.read_text())
+    expected = Tagger.build(cfg, model, [f"c{i}" for i in range(4)]).tag_file(
+        tmp_path / "rec.wav", hop=100.0
+    )
+    np.testing.assert_allclose(
+        tagged["windows"][0]["scores"], expected.window_scores[0], rtol=0, atol=2e-6
+    )

@@ -55,3 +55,16 @@ def test_an_exported_baked_run_loads_into_the_dsc_architecture(tmp_path) -> None
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x), rtol=1e-5, atol=1e-5)
     assert not list(tmp_path.glob(".*.tmp"))  # written whole
+
+
+@pytest.mark.parametrize("conv", ["dcls_gauss", "dcls_bilinear"])
+def test_sp4asc_channelwise_dcls_bakes_into_1xk_and_kx1_convolutions(conv) -> None:
+    cfg, model = _trained_like("sp4asc", conv)
+    baked, layers = bake_dcls(model)
+    assert layers and not dcls_layers(baked)
+    for name, (kh, kw, _, _) in layers.items():
+        along_time = model.get_submodule(name).axis == -1
+        assert (kh == 1) if along_time else (kw == 1), (name, kh, kw)
+    x = torch.randn(2, 1, cfg.audio.n_mels, 65)
+    with torch.no_grad():
+        torch.testing.assert_close(baked(x), model(x), rtol=1e-5, atol=1e-5)

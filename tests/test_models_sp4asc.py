@@ -12,9 +12,9 @@ from safetensors.torch import save_file
 from torch import nn
 
 from audiosweep.models.batchnorm_fold import fold_batchnorm, is_folded
+from audiosweep.models.dcls_substitution import AxisDcls1d
 from audiosweep.models.export import export_folded_fp16, load_folded_fp16
 from audiosweep.models.sp4asc import (
-    AxisDcls1d,
     MelAffine,
     SeparableConv2d,
     report_parameter_count,

@@ -25,6 +25,8 @@ STACK = [
     ("optuna", "optuna"),
     ("safetensors", "safetensors"),
     ("soundfile", "soundfile"),
+    ("onnx", "onnx"),
+    ("onnxruntime", "onnxruntime"),
 ]
 
 

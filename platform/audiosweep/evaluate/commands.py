@@ -1,5 +1,5 @@
 """`audiosweep evaluate`: a checkpoint on a dataset split, over the current Ray cluster; `audiosweep
-tag`: a trained model on any recordings."""
+tag`: a trained model on any recordings; `audiosweep export` (`evaluate.export`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import json
 import re
 from pathlib import Path
 
-SOURCES = ("dcls-audio", "fb-convnext", "timm", "sail-metaformer", "apple-fastvit")
+from audiosweep.evaluate.export import SOURCES, register_export
+
+RAY_FROM_FILES = 200  # tag.RAY_FROM_FILES, stated here so that --help imports nothing heavy
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -84,7 +86,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--plot", help="timeline PNG of the top classes (one per file if several)")
     t.add_argument("--labels", help="label index CSV (index,mid,display_name) for the names")
     t.add_argument("--tracking-uri", help="MLflow server of a models:/ model")
+    where = t.add_mutually_exclusive_group()
+    where.add_argument(
+        "--ray",
+        action="store_true",
+        help=f"tag on Ray Data, a pool of model replicas (default above {RAY_FROM_FILES} files)",
+    )
+    where.add_argument("--local", action="store_true", help="tag in this process, without Ray")
+    t.add_argument("--workers", type=int, help="model replicas on Ray (default as `evaluate`)")
+    t.add_argument("--address", help="Ray cluster (default: RAY_ADDRESS, else a local one)")
     t.set_defaults(func=_tag, overrides=[])
+
+    register_export(sub)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -179,11 +192,9 @@ def _label(location: str) -> str:
 def _tag(args: argparse.Namespace) -> int:
     import sys
 
-    from audiosweep import tracking
     from audiosweep.errors import UserError
     from audiosweep.evaluate import tag
-    from audiosweep.evaluate.run import build_model, resolve_eval_config
-    from audiosweep.evaluate.source import open_checkpoint
+    from audiosweep.evaluate.trained import load_trained
 
     # Dotted overrides follow the paths on the command line; argparse cannot tell them apart.
     overrides = [p for p in args.paths if "=" in p and not Path(p).exists()]
@@ -192,26 +203,49 @@ def _tag(args: argparse.Namespace) -> int:
         raise UserError(f"--top-k must be >= 1, not {args.top_k}")
     if args.hop is not None and args.hop <= 0:
         raise UserError(f"--hop must be > 0 seconds, not {args.hop}")
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers must be >= 1, not {args.workers}")
     if args.out and Path(args.out).suffix.lower() not in (".csv", ".json"):
         raise UserError(f"--out {args.out}: name a .csv or .json file")
     files = tag.find_audio(paths)
     if not files:
         raise UserError(f"no audio files in {' '.join(paths)}")
-    checkpoint = open_checkpoint(
+    trained = load_trained(
         args.model,
         source=args.source,
+        preset=args.preset,
+        overrides=[*args.overrides, *overrides],
         ema=args.ema,
-        tracking_uri=tracking.tracking_uri(args.tracking_uri)
-        if args.model.startswith("models:/")
-        else None,
+        labels=args.labels,
+        tracking_uri=args.tracking_uri,
     )
-    cfg = resolve_eval_config(checkpoint, args.preset, [*args.overrides, *overrides])
-    num_classes = _num_classes(cfg, checkpoint, args.ema, args.labels)
-    names = tag.class_names_for(cfg, num_classes, args.labels)
-    tagger = tag.Tagger.build(cfg, build_model(cfg, num_classes, checkpoint, args.ema), names)
-    hop = args.hop or tagger.window_seconds / 2
+    names = trained.class_names
+    window_s = trained.cfg.clip_samples() / trained.cfg.audio.sample_rate
+    hop = args.hop or window_s / 2
+    on_ray = args.ray or (not args.local and len(files) > tag.RAY_FROM_FILES)
+    if on_ray:
+        from audiosweep.evaluate.run import EvalOptions, replica_resources
+        from audiosweep.ray_cluster import connect
+
+        connect(args.address)
+        workers, cpus, gpus = replica_resources(trained.cfg, EvalOptions(workers=args.workers))
+        print(f"tagging {len(files)} files on Ray: {workers} replicas", file=sys.stderr)
+        tagged = tag.tag_files_on_ray(
+            trained.cfg,
+            trained.model,
+            names,
+            files,
+            hop=hop,
+            pool=args.pool,
+            workers=workers,
+            cpus=cpus,
+            gpus=gpus,
+        )
+    else:
+        tagger = tag.Tagger.build(trained.cfg, trained.model, names)
+        tagged = tag.tag_files(tagger, files, hop=hop, pool=args.pool)
     results, failed = [], 0
-    for path, tags, why in tag.tag_files(tagger, files, hop=hop, pool=args.pool):
+    for path, tags, why in tagged:
         if tags is None:
             failed += 1
             print(f"skipped {path}: {why}", file=sys.stderr)
@@ -223,7 +257,7 @@ def _tag(args: argparse.Namespace) -> int:
             f"{len(tags.starts)} windows): {top}"
         )
     if args.out and results:
-        tag.write_tags(Path(args.out), results, names, tagger.window_seconds)
+        tag.write_tags(Path(args.out), results, names, window_s)
         print(f"per-window scores: {args.out}")
     if args.plot and results:
         plot = Path(args.plot)
@@ -233,31 +267,8 @@ def _tag(args: argparse.Namespace) -> int:
                 if len(results) == 1
                 else plot.with_name(f"{plot.stem}-{Path(tags.path).stem}{plot.suffix or '.png'}")
             )
-            tag.plot_timeline(out, tags, names, tagger.window_seconds, args.top_k)
+            tag.plot_timeline(out, tags, names, window_s, args.top_k)
             print(f"timeline: {out}")
     if failed:
         print(f"{failed} of {len(files)} files could not be read (above)", file=sys.stderr)
     return 1 if failed else 0
-
-
-def _num_classes(cfg, checkpoint, ema: bool, labels: str | None) -> int:
-    """The dataset's classes, else the label index's, else the checkpoint's classifier size."""
-    from audiosweep.config import resolve_path
-    from audiosweep.data.schema import MANIFEST_NAME, DatasetInfo, LabelIndex
-
-    data = Path(resolve_path(cfg.data.path))
-    if (data / MANIFEST_NAME).is_file():
-        return DatasetInfo.load(data).num_classes
-    if labels is not None:
-        return len(LabelIndex.read(labels))
-    if checkpoint.layout not in ("audiosweep", "timm"):
-        return 527  # the reference checkpoints are AudioSet taggers
-    from audiosweep.evaluate.source import weights_of
-    from audiosweep.models.from_config import num_classes_of
-
-    found = num_classes_of(cfg, weights_of(checkpoint, ema=ema))
-    if found is not None:
-        return found
-    from audiosweep.config import ConfigError
-
-    raise ConfigError(f"cannot tell how many classes {checkpoint.location} has: pass --labels")

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from audiosweep.config import ConfigError, TrialConfig, resolve_path
+from audiosweep.config import ConfigError, TrialConfig
 from audiosweep.data import audio_io
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au", ".opus")
@@ -148,22 +148,110 @@ def tag_files(
             yield path, None, str(err)
 
 
-def class_names_for(cfg: TrialConfig, num_classes: int, labels: str | None) -> list[str]:
-    """Display names: `labels` (a label index CSV), else the dataset's, else AudioSet's for 527
-    classes, else ``class <i>``."""
-    from audiosweep.data.schema import MANIFEST_NAME, DatasetInfo, LabelIndex, default_labels_path
+# Above this many files `tag` runs on Ray Data unless told otherwise: below it, starting a
+# cluster costs more than it saves.
+RAY_FROM_FILES = 200
 
-    if labels is not None:
-        names = list(LabelIndex.read(labels).names)
-    elif Path(resolve_path(cfg.data.path), MANIFEST_NAME).is_file():
-        names = list(DatasetInfo.load(resolve_path(cfg.data.path)).class_names)
-    elif num_classes == 527:
-        names = list(LabelIndex.read(default_labels_path()).names)
-    else:
-        names = [f"class {i}" for i in range(num_classes)]
-    if len(names) != num_classes:
-        raise ConfigError(f"the label index has {len(names)} classes, the model {num_classes}")
-    return names
+
+def tag_files_on_ray(
+    cfg: TrialConfig,
+    model: nn.Module,
+    class_names: list[str],
+    files: list[Path],
+    *,
+    hop: float,
+    pool: str,
+    workers: int,
+    cpus: float,
+    gpus: float,
+) -> Iterator[tuple[Path, FileTags | None, str | None]]:
+    """`tag_files` over the connected Ray cluster: a pool of `workers` model replicas (Ray Data
+    actors, each a `Tagger`, the resources `evaluate` gives its replicas), in file order."""
+    import ray
+
+    weights = ray.put({k: v.detach().cpu() for k, v in model.state_dict().items()})
+    paths = ray.data.from_items([{"path": str(p)} for p in files], override_num_blocks=workers * 4)
+    tagged = paths.map_batches(
+        FileTagger,
+        batch_size=1,  # a file can be hours long: one at a time keeps memory bounded
+        batch_format="numpy",
+        fn_constructor_kwargs={
+            "trial": cfg.to_dict(),
+            "class_names": class_names,
+            "weights": [weights],
+            "hop": hop,
+            "pool": pool,
+            "threads": max(1, int(cpus)),
+        },
+        concurrency=workers,
+        num_cpus=cpus,
+        **({"num_gpus": gpus} if gpus else {}),
+    )
+    found = {}
+    for row in tagged.iter_rows():
+        found[row["path"]] = _from_row(row, len(class_names))
+    for path in files:
+        yield (path, *found[str(path)])
+
+
+class FileTagger:
+    """A Ray Data callable class: one `Tagger` (model replica) per actor, a file per row."""
+
+    def __init__(
+        self,
+        trial: dict[str, Any],
+        class_names: list[str],
+        weights: list[Any],
+        hop: float,
+        pool: str,
+        threads: int = 1,
+    ) -> None:
+        import ray
+
+        from audiosweep.models import create_model_from_config
+
+        torch.set_num_threads(threads)
+        cfg = TrialConfig.from_dict(trial)
+        model = create_model_from_config(cfg, len(class_names))
+        # The ref arrives wrapped in a list, unresolved: every replica reads the one copy.
+        model.load_state_dict(ray.get(weights[0]), strict=True)
+        self.tagger = Tagger.build(cfg, model, class_names)
+        self.hop, self.pool = hop, pool
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        rows: dict[str, list[Any]] = {k: [] for k in _ROW_KEYS}
+        for path in batch["path"]:
+            try:
+                tags, error = self.tagger.tag_file(str(path), hop=self.hop, pool=self.pool), ""
+            except audio_io.AudioDecodeError as err:
+                tags, error = None, str(err)
+            rows["path"].append(str(path))
+            rows["error"].append(error)
+            rows["seconds"].append(tags.seconds if tags else 0.0)
+            rows["sample_rate"].append(tags.sample_rate if tags else 0)
+            # Arrays as bytes: windows per file vary, and bytes cross Arrow unchanged.
+            rows["starts"].append(tags.starts.astype(np.float64).tobytes() if tags else b"")
+            rows["window_scores"].append(
+                tags.window_scores.astype(np.float32).tobytes() if tags else b""
+            )
+            rows["scores"].append(tags.scores.astype(np.float32).tobytes() if tags else b"")
+        return {k: np.asarray(v, dtype=object) for k, v in rows.items()}
+
+
+_ROW_KEYS = ("path", "error", "seconds", "sample_rate", "starts", "window_scores", "scores")
+
+
+def _from_row(row: dict[str, Any], classes: int) -> tuple[FileTags | None, str | None]:
+    if row["error"]:
+        return None, str(row["error"])
+    return FileTags(
+        path=str(row["path"]),
+        seconds=float(row["seconds"]),
+        sample_rate=int(row["sample_rate"]),
+        starts=np.frombuffer(row["starts"], dtype=np.float64),
+        window_scores=np.frombuffer(row["window_scores"], dtype=np.float32).reshape(-1, classes),
+        scores=np.frombuffer(row["scores"], dtype=np.float32),
+    ), None
 
 
 def top_k(tags: FileTags, names: list[str], k: int) -> list[tuple[str, float]]:

@@ -17,7 +17,7 @@ _EXPORTS = {
     "dcls_positions": "audiosweep.models.dcls_substitution",
     "clamp_dcls_positions": "audiosweep.models.dcls_substitution",
     "replace_depthwise_dcls": "audiosweep.models.dcls_substitution",
-    "CONV_TYPES": "audiosweep.models.dcls_substitution",
+    "CONV_TYPES": "audiosweep.models.registry",
     "param_groups": "audiosweep.models.param_groups",
     "FastDcls2d": "audiosweep.models.dcls_fast",
     "convert_state_dict": "audiosweep.models.convert",

@@ -18,8 +18,7 @@ from timm.models.metaformer import LayerNorm2dNoBias, MetaFormer, SepConv
 from torch import nn
 
 from audiosweep.config import ModelConfig
-from audiosweep.models.dcls_substitution import CONV_TYPES, dcls_version, replace_depthwise_dcls
-from audiosweep.models.registry import register_model
+from audiosweep.models.registry import CONV_TYPES, dcls_version, register_model
 from audiosweep.models.stem import audio_patch_stem
 
 LAYER_SCALE_INIT = 1e-6
@@ -49,6 +48,9 @@ def register_backbone(
         ) -> nn.Module:
             model = fn(num_classes, drop_path_rate, **options)
             if conv != "dsc":
+                # Imported here: DSC models (and baked DCLS ones) are built without `dcls`.
+                from audiosweep.models.dcls_substitution import replace_depthwise_dcls
+
                 replace_depthwise_dcls(
                     model,
                     dcls_version(conv),

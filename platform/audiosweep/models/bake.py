@@ -28,22 +28,29 @@ BAKED_METADATA_KEY = "audiosweep.baked"
 @torch.no_grad()
 def bake_dcls(model: nn.Module) -> tuple[nn.Module, dict[str, list[int]]]:
     """A copy of `model` in eval mode with every DCLS layer replaced by the depthwise
-    `nn.Conv2d` it computes; and, per replaced layer, ``[kernel_h, kernel_w, pad_h, pad_w]``."""
+    `nn.Conv2d` it computes; and, per replaced layer, ``[kernel_h, kernel_w, pad_h, pad_w]``.
+
+    The backbones' `FastDcls2d` layers and SP4ASC's channel-wise `AxisDcls1d` layers (a 1 x K
+    kernel along time, K x 1 along frequency) are baked; a model without DCLS comes back as an
+    eval-mode copy."""
     from audiosweep.models.dcls_fast import FastDcls2d
-    from audiosweep.models.dcls_substitution import dcls_layers
+    from audiosweep.models.dcls_substitution import AxisDcls1d, dcls_layers
 
     baked = copy.deepcopy(model).eval()
     layers: dict[str, list[int]] = {}
     for name, layer in dcls_layers(baked):
-        if not isinstance(layer, FastDcls2d):
+        if layer.padding_mode != "zeros":
+            raise ValueError(f"{name}: only zero padding can be baked")
+        if isinstance(layer, FastDcls2d):
+            kh, kw = layer.dilated_kernel_size
+            kernel, padding = layer._kernel((0, kh), (0, kw), tuple(layer.padding))
+        elif isinstance(layer, AxisDcls1d):
+            kernel, padding = _axis_kernel(layer)
+        else:
             raise ValueError(
                 f"{name} is a {type(layer).__name__}: baking needs model.dcls_impl=fast "
                 "(state dicts are interchangeable: rebuild the model with it and load them)"
             )
-        if layer.padding_mode != "zeros":
-            raise ValueError(f"{name}: only zero padding can be baked")
-        kh, kw = layer.dilated_kernel_size
-        kernel, padding = layer._kernel((0, kh), (0, kw), tuple(layer.padding))
         conv = conv_like(layer, tuple(kernel.shape[-2:]), padding)
         conv.weight.copy_(kernel)
         if layer.bias is not None:
@@ -54,13 +61,32 @@ def bake_dcls(model: nn.Module) -> tuple[nn.Module, dict[str, list[int]]]:
     return baked, layers
 
 
+def _axis_kernel(layer: nn.Module) -> tuple[torch.Tensor, tuple[int, int]]:
+    """The (C, 1, kh, kw) kernel and padding of a channel-wise 1-d DCLS layer applied along one
+    axis of a (B, C, F, T) map, cropped to its non-zero extent."""
+    from audiosweep.models.dcls_fast import zero_border
+
+    line = layer.DCK(layer.weight, layer.P, layer.SIG)  # (C, 1, K), what its forward convolves
+    pad = int(layer.padding[0])
+    if layer.axis == -1:
+        kernel, padding = line[:, :, None, :], (0, pad)
+    else:
+        kernel, padding = line[:, :, :, None], (pad, 0)
+    cut_h, cut_w = zero_border(kernel, padding)
+    h, w = kernel.shape[-2:]
+    kernel = kernel[..., cut_h : h - cut_h, cut_w : w - cut_w]
+    return kernel, (padding[0] - cut_h, padding[1] - cut_w)
+
+
 def conv_like(layer: nn.Module, kernel: tuple[int, int], padding: tuple[int, int]) -> nn.Conv2d:
-    """An `nn.Conv2d` with `layer`'s channels, groups, stride and bias, and the given kernel."""
+    """An `nn.Conv2d` with `layer`'s channels, groups, stride and bias, and the given kernel
+    (a 1-d layer's stride applies to the axis it ran along; every baked layer here has 1)."""
+    stride = tuple(layer.stride) if len(layer.stride) == 2 else (1, 1)
     return nn.Conv2d(
         layer.in_channels,
         layer.out_channels,
         kernel,
-        stride=layer.stride,
+        stride=stride,
         padding=padding,
         groups=layer.groups,
         bias=layer.bias is not None,

@@ -154,7 +154,7 @@ def drop_negligible_taps(kernel: Tensor) -> Tensor:
 
     Only for kernels no gradient flows through: the gradients of positions and sigmas weigh
     the Gaussian tails by (distance / sigma)^2, so dropping them moved a sigma gradient by
-    3e-5 relative. What it buys is the zero-border crop (`_zero_border`): the Gaussians of an
+    3e-5 relative. What it buys is the zero-border crop (`zero_border`): the Gaussians of an
     initialised layer (sigma 0.5, positions within about 2 of the centre) fall below 2^-24 of
     their peak within 3 taps, so its cached 23x23 kernel shrinks to about 9x9 instead of the
     17x17 that the subnormal bound alone leaves.
@@ -278,7 +278,7 @@ def _crop(size: int, kernel: int, padding: int, stride: int) -> tuple[tuple[int,
     return (cut, kernel - cut), padding - cut
 
 
-def _zero_border(kernel: Tensor, padding: tuple[int, int]) -> tuple[int, int]:
+def zero_border(kernel: Tensor, padding: tuple[int, int]) -> tuple[int, int]:
     """Rows and columns cut symmetrically from each side because they are exactly zero.
 
     Dropping c taps from both ends of an axis together with c of its padding leaves every output
@@ -381,7 +381,7 @@ class FastDcls2d(Dcls2d):
             # A cached kernel is scanned once per parameter change; on the CPU the scan's host
             # sync costs nothing against the convolutions it shrinks (forward and backward of
             # one layer at (8, 96, 32, 250), 2 threads: 0.14 s at 17x17 instead of 0.18 s).
-            cut_h, cut_w = _zero_border(kernel, padding)
+            cut_h, cut_w = zero_border(kernel, padding)
             if cut_h or cut_w:
                 h, w = kernel.shape[-2:]
                 kernel = kernel[..., cut_h : h - cut_h, cut_w : w - cut_w]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 import torch
-from DCLS.construct.modules import Dcls2d, _DclsN_Md, _DclsNd
+from DCLS.construct.modules import Dcls1d, Dcls2d, _DclsN_Md, _DclsNd
 from torch import nn
 
 from audiosweep.models.dcls_fast import (
@@ -21,9 +21,6 @@ from audiosweep.models.dcls_fast import (
     quiet_dcls_construction,
 )
 
-# conv name -> dcls `version`
-DCLS_VERSIONS = {"dcls_gauss": "gauss", "dcls_bilinear": "v1", "dcls_triangle": "max"}
-CONV_TYPES = ("dsc", *DCLS_VERSIONS)
 DCLS_IMPLS = ("fast", "reference")
 _STAGE = re.compile(r"^(.*?stages\.\d+)(\.|$)")
 
@@ -34,12 +31,6 @@ def is_depthwise_conv(module: nn.Module, kernel_size: tuple[int, int] = (7, 7)) 
         and module.groups == module.in_channels == module.out_channels
         and tuple(module.kernel_size) == tuple(kernel_size)
     )
-
-
-def dcls_version(conv: str) -> str:
-    if conv not in DCLS_VERSIONS:
-        raise ValueError(f"conv must be one of {tuple(DCLS_VERSIONS)} for DCLS, got {conv!r}")
-    return DCLS_VERSIONS[conv]
 
 
 def replace_depthwise_dcls(
@@ -174,3 +165,36 @@ def clamp_dcls_positions(model: nn.Module) -> None:
     """Clamp every position to its dilated grid (dcls's `clamp_parameters`, once per shared tensor)."""
     for _, layer in position_layers(model):
         layer.clamp_parameters()
+
+
+class AxisDcls1d(Dcls1d):
+    """A channel-wise `Dcls1d` applied along one axis of a (B, C, F, T) map.
+
+    axis=-1 convolves along time, axis=-2 along frequency. Same parameters and state dict as
+    the `Dcls1d` it extends.
+    """
+
+    def __init__(
+        self, channels: int, axis: int, dilated_kernel_size: int, kernel_count: int, version: str
+    ) -> None:
+        if axis not in (-1, -2):
+            raise ValueError(f"axis must be -1 (time) or -2 (frequency), got {axis}")
+        super().__init__(
+            channels,
+            channels,
+            kernel_count,
+            padding=dilated_kernel_size // 2,
+            dilated_kernel_size=dilated_kernel_size,
+            groups=channels,
+            bias=False,
+            version=version,
+        )
+        self.axis = axis
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, f, t = x.shape
+        if self.axis == -1:
+            rows = x.permute(0, 2, 1, 3).reshape(b * f, c, t)
+            return super().forward(rows).reshape(b, f, c, t).permute(0, 2, 1, 3)
+        rows = x.permute(0, 3, 1, 2).reshape(b * t, c, f)
+        return super().forward(rows).reshape(b, t, c, f).permute(0, 2, 3, 1)

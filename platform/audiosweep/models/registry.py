@@ -29,6 +29,17 @@ class ArchSpec:
 
 _ARCHS: dict[str, ArchSpec] = {}
 
+# The depthwise-convolution cases every backbone builds: the names here need no `dcls` import,
+# so a DSC model (or a baked DCLS one) is built without the package. conv name -> dcls `version`.
+DCLS_VERSIONS = {"dcls_gauss": "gauss", "dcls_bilinear": "v1", "dcls_triangle": "max"}
+CONV_TYPES = ("dsc", *DCLS_VERSIONS)
+
+
+def dcls_version(conv: str) -> str:
+    if conv not in DCLS_VERSIONS:
+        raise ValueError(f"conv must be one of {tuple(DCLS_VERSIONS)} for DCLS, got {conv!r}")
+    return DCLS_VERSIONS[conv]
+
 
 def register_model(
     *,

@@ -7,7 +7,8 @@ C x T x F, here they are C x F x T. Every 5x5 convolution of CNN6 becomes
 
 with g a 1x1 convolution and h_time / h_freq channel-wise 3-tap convolutions dilated by 2 along
 time and frequency (no biases). For `conv="dcls_gauss"` / `"dcls_bilinear"` the two channel-wise
-convolutions are `DCLS.construct.modules.Dcls1d` layers with learnable tap positions.
+convolutions are `dcls_substitution.AxisDcls1d` layers (dcls's `Dcls1d`) with learnable tap
+positions.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from DCLS.construct.modules import Dcls1d
 from torch import nn
 
 from audiosweep.models.registry import register_model
@@ -50,39 +50,6 @@ class MelAffine(nn.Module):
         return x * self.weight[:, None] + self.bias[:, None]
 
 
-class AxisDcls1d(Dcls1d):
-    """A channel-wise `Dcls1d` applied along one axis of a (B, C, F, T) map.
-
-    axis=-1 convolves along time, axis=-2 along frequency. Same parameters and state dict as
-    the `Dcls1d` it extends.
-    """
-
-    def __init__(
-        self, channels: int, axis: int, dilated_kernel_size: int, kernel_count: int, version: str
-    ) -> None:
-        if axis not in (-1, -2):
-            raise ValueError(f"axis must be -1 (time) or -2 (frequency), got {axis}")
-        super().__init__(
-            channels,
-            channels,
-            kernel_count,
-            padding=dilated_kernel_size // 2,
-            dilated_kernel_size=dilated_kernel_size,
-            groups=channels,
-            bias=False,
-            version=version,
-        )
-        self.axis = axis
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, f, t = x.shape
-        if self.axis == -1:
-            rows = x.permute(0, 2, 1, 3).reshape(b * f, c, t)
-            return super().forward(rows).reshape(b, f, c, t).permute(0, 2, 1, 3)
-        rows = x.permute(0, 3, 1, 2).reshape(b * t, c, f)
-        return super().forward(rows).reshape(b, t, c, f).permute(0, 2, 3, 1)
-
-
 def _channelwise(
     channels: int, axis: int, conv: str, dilated_kernel_size: int, kernel_count: int
 ) -> nn.Module:
@@ -97,6 +64,9 @@ def _channelwise(
             groups=channels,
             bias=False,
         )
+    # Imported here: the DSC model (and a baked DCLS one) is built without `dcls`.
+    from audiosweep.models.dcls_substitution import AxisDcls1d
+
     return AxisDcls1d(channels, axis, dilated_kernel_size, kernel_count, DCLS_VERSIONS[conv])
 
 
