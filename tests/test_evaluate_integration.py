@@ -118,3 +118,22 @@ def test_evaluate_job_on_the_logged_model_reproduces_the_ema_map(
         m for m in client.get_logged_model(model_id).metrics if m.run_id != run.info.run_id
     ]
     assert {m.key for m in evaluations} >= {"eval_map", "eval_dprime", "eval_mean_dprime"}
+
+
+def test_tagging_the_logged_model_scores_as_its_run_folder(trained_run, mlflow_server, tmp_path):
+    """`tag --model models:/<id>`: the weights and config the trial logged, the run's scores."""
+    import soundfile as sf
+
+    from audiosweep.cli import main
+
+    wave = 0.1 * np.random.default_rng(0).standard_normal((3 * 22_050, 2))
+    sf.write(tmp_path / "rec.wav", wave.astype(np.float32), 22_050)
+    model_id = trained_run.run.data.tags["audiosweep.model_id"]
+    tagged = {}
+    for name, model in (("logged", f"models:/{model_id}"), ("folder", str(trained_run.run_dir))):
+        out = tmp_path / f"{name}.json"
+        args = ["tag", str(tmp_path / "rec.wav"), "--model", model, "--out", str(out), "--local"]
+        assert main([*args, "--tracking-uri", mlflow_server]) == 0
+        tagged[name] = json.loads(out.read_text())
+    assert tagged["logged"][0]["windows"] == tagged["folder"][0]["windows"]
+    assert len(tagged["logged"][0]["scores"]) == 10

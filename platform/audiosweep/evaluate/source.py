@@ -143,10 +143,17 @@ def _read(path: Path) -> dict[str, Any]:
 def _download_logged_model(uri: str, tracking_uri: str | None) -> tuple[Path, str | None]:
     import tempfile
 
+    import mlflow
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException
 
     target = Path(tempfile.mkdtemp(prefix="audiosweep-model-"))
+    # A models:/ URI is resolved through the registry URI, which does not follow the
+    # `tracking_uri` argument: without MLFLOW_TRACKING_URI set it would look in ./mlruns.
+    previous = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
     try:
         local = mlflow.artifacts.download_artifacts(
             artifact_uri=uri, dst_path=str(target), tracking_uri=tracking_uri
@@ -154,6 +161,9 @@ def _download_logged_model(uri: str, tracking_uri: str | None) -> tuple[Path, st
     except MlflowException as err:
         first = str(err).strip().splitlines()[0]
         raise CheckpointError(f"cannot download {uri}: {first}") from None
+    finally:
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
     rest = uri[len("models:/") :].strip("/")
     model_id = rest if "/" not in rest else None  # models:/<name>/<version> has no id here
     return Path(local), model_id
