@@ -73,7 +73,8 @@ def run_trial_in_tune(config: dict[str, Any], context: SweepContext) -> dict[str
 
         return run_seed_group(config, context)
     outcome = run_seed(config, context, parent_id=context.parent_run_id, report_to_tune=True)
-    if THROUGHPUT_RATIO in context.objectives and not outcome.result.get("already_finished"):
+    # Measured after training (and again for a trial that finished but died before this).
+    if THROUGHPUT_RATIO in context.objectives and THROUGHPUT_RATIO not in outcome.result:
         cost = throughput_vs_dsc(outcome.cfg, outcome.num_classes)
         tracking.log_metrics(tracking.client(context.tracking_uri), outcome.run_id, cost, step=0)
         outcome.result.update(cost)
