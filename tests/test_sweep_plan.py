@@ -118,3 +118,18 @@ def test_an_optuna_space_runs_each_configuration_with_the_group_seeds(tmp_path) 
         load_space("optuna_pareto"), load_preset("smoke"), "t", str(tmp_path / "r"), dry_run=True
     )
     assert param_space(single)["seed"] == 0 and "seeds" not in param_space(single)
+
+
+def test_a_two_objective_space_goes_to_optuna_alone_without_a_scheduler() -> None:
+    from audiosweep.sweep.tuner import _tune_config
+
+    base = load_preset("smoke")
+    config = _tune_config(load_space("optuna_pareto"), base, concurrency=2)
+    assert config.metric is None and config.mode is None and config.scheduler is None
+    assert config.search_alg.metric == ["eval_map", "throughput_ratio_vs_dsc"]
+    assert config.search_alg.mode == ["max", "max"]
+    single = _tune_config(load_space("optuna_dcls"), base, concurrency=2)
+    assert (single.metric, single.mode) == ("eval_map", "max")
+    from ray.tune.schedulers import ASHAScheduler
+
+    assert isinstance(single.scheduler, ASHAScheduler)

@@ -72,9 +72,13 @@ def run_trial_in_tune(config: dict[str, Any], context: SweepContext) -> dict[str
         from audiosweep.sweep.seed_group import run_seed_group
 
         return run_seed_group(config, context)
-    outcome = run_seed(config, context, parent_id=context.parent_run_id, report_to_tune=True)
+    # Tune wants every objective in every result, and the throughput objective exists only
+    # once the trial has trained: such a trial reports once, at its end. (A search over it has
+    # several objectives, hence no scheduler that would use per-epoch results.)
+    per_epoch = THROUGHPUT_RATIO not in context.objectives
+    outcome = run_seed(config, context, parent_id=context.parent_run_id, report_to_tune=per_epoch)
     # Measured after training (and again for a trial that finished but died before this).
-    if THROUGHPUT_RATIO in context.objectives and THROUGHPUT_RATIO not in outcome.result:
+    if not per_epoch and THROUGHPUT_RATIO not in outcome.result:
         cost = throughput_vs_dsc(outcome.cfg, outcome.num_classes)
         tracking.log_metrics(tracking.client(context.tracking_uri), outcome.run_id, cost, step=0)
         outcome.result.update(cost)
