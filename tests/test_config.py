@@ -103,3 +103,15 @@ def test_in_process_needs_exactly_one_worker() -> None:
         load_preset("smoke", ["train.in_process=true"])
     cfg = load_preset("smoke", ["train.in_process=true", "train.num_workers=1"])
     assert cfg.train.in_process and cfg.train.num_workers == 1
+
+
+@pytest.mark.parametrize("value", [0, -2])
+def test_seeds_per_config_below_one_is_refused_with_the_fix(value) -> None:
+    with pytest.raises(ConfigError, match=r"sweep.seeds_per_config must be an integer >= 1.*e.g."):
+        TrialConfig().with_overrides({"sweep.seeds_per_config": value})
+
+
+def test_seeds_per_config_must_be_an_integer() -> None:
+    with pytest.raises(ConfigError, match="seeds_per_config"):
+        TrialConfig().with_overrides(["sweep.seeds_per_config=two"])
+    assert TrialConfig().with_overrides(["sweep.seeds_per_config=3"]).sweep.seeds_per_config == 3

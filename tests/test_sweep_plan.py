@@ -95,3 +95,41 @@ def test_the_kernel_ablation_runs_its_dsc_baseline_once_per_seed(demo_plan) -> N
     assert len(baseline) == len(space.seeds)
     assert all("model.kernel_count" not in v.overrides for v in baseline)
     assert plan.num_classes == 527 and plan.skipped  # planned without data, and says so
+
+
+def test_a_grid_refuses_seeds_per_config_and_names_the_fix(tmp_path) -> None:
+    from audiosweep.config import ConfigError
+
+    base = load_preset("smoke", ["sweep.seeds_per_config=2"])
+    base = base.with_overrides({"data.path": str(tmp_path / "no_data")})
+    with pytest.raises(ConfigError, match=r"seeds_per_config=2: 'grid' is a grid.*seeds instead"):
+        plan_sweep(load_space("grid"), base, "t", str(tmp_path / "runs"), dry_run=True)
+
+
+def test_an_optuna_space_runs_each_configuration_with_the_group_seeds(tmp_path) -> None:
+    from audiosweep.sweep.tuner import param_space
+
+    base = load_preset("smoke", ["sweep.seeds_per_config=3"])
+    base = base.with_overrides({"data.path": str(tmp_path / "no_data")})
+    plan = plan_sweep(load_space("optuna_pareto"), base, "t", str(tmp_path / "runs"), dry_run=True)
+    space = param_space(plan)
+    assert space["seeds"] == [0, 1, 2] and "seed" not in space
+    single = plan_sweep(
+        load_space("optuna_pareto"), load_preset("smoke"), "t", str(tmp_path / "r"), dry_run=True
+    )
+    assert param_space(single)["seed"] == 0 and "seeds" not in param_space(single)
+
+
+def test_a_two_objective_space_goes_to_optuna_alone_without_a_scheduler() -> None:
+    from audiosweep.sweep.tuner import _tune_config
+
+    base = load_preset("smoke")
+    config = _tune_config(load_space("optuna_pareto"), base, concurrency=2)
+    assert config.metric is None and config.mode is None and config.scheduler is None
+    assert config.search_alg.metric == ["eval_map", "throughput_ratio_vs_dsc"]
+    assert config.search_alg.mode == ["max", "max"]
+    single = _tune_config(load_space("optuna_dcls"), base, concurrency=2)
+    assert (single.metric, single.mode) == ("eval_map", "max")
+    from ray.tune.schedulers import ASHAScheduler
+
+    assert isinstance(single.scheduler, ASHAScheduler)

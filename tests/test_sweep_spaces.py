@@ -152,3 +152,41 @@ def test_an_optuna_space_has_no_grid_variants() -> None:
 
 def test_case_name() -> None:
     assert Case("convnext_tiny", "dcls_gauss").name == "convnext_tiny/dcls_gauss"
+
+
+def test_the_pareto_space_searches_two_objectives_without_early_stopping() -> None:
+    space = load_space("optuna_pareto")
+    assert space.multi_objective
+    assert space.metrics == ["eval_map", "throughput_ratio_vs_dsc"]
+    assert space.mode == ["max", "max"]
+    assert space.scheduler["type"] == "none"
+    assert space.sampler == "tpe"
+    assert set(space.params) == {
+        "model.dilated_kernel_size",
+        "model.kernel_count",
+        "optim.position_lr_scale",
+    }
+    single = load_space("optuna_dcls")
+    assert not single.multi_objective and single.metrics == ["eval_map"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"metric": ["eval_map", "x"], "mode": "max"}, "equally long lists"),
+        ({"metric": ["eval_map", "x"], "mode": ["max"]}, "equally long lists"),
+        ({"metric": ["eval_map", "eval_map"], "mode": ["max", "max"]}, "distinct"),
+        ({"metric": ["eval_map", "x"], "mode": ["max", "up"]}, "each mode must be max or min"),
+        ({"metric": ["eval_map", "x"], "mode": ["max", "max"]}, "set scheduler: {type: none}"),
+        ({"scheduler": {"type": "hyperband"}}, "scheduler.type must be asha or none"),
+        ({"sampler": "cmaes"}, "sampler must be one of"),
+    ],
+)
+def test_a_malformed_objective_names_the_problem_and_the_fix(
+    tmp_path: Path, extra: dict, message: str
+) -> None:
+    data = {"kind": "optuna", "archs": ["convnext_tiny"], "params": {}, **extra}
+    path = _space(tmp_path, data)
+    with pytest.raises(ConfigError, match=message) as err:
+        load_space(str(path))
+    assert str(path) in str(err.value)

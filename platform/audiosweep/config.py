@@ -215,6 +215,16 @@ class SweepConfig:
     # The system a trial belongs to in the report (e.g. "ce", "mixup", "focal"): trials of one
     # case that differ in recipe are grouped by it.
     label: str = ""
+    # Optuna searches: each configuration the searcher proposes runs with this many seeds, and
+    # the searcher (and ASHA) get the mean over them (sweep/seed_group.py).
+    seeds_per_config: int = 1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.seeds_per_config, bool) or self.seeds_per_config < 1:
+            raise ConfigError(
+                f"sweep.seeds_per_config must be an integer >= 1, not {self.seeds_per_config!r} "
+                "(1 runs each configuration once; e.g. sweep.seeds_per_config=3)"
+            )
 
 
 @dataclass

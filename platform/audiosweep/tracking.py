@@ -132,9 +132,11 @@ def child_run(
     parent_id: str,
     trial_key: str,
     tags: dict[str, str],
+    role: str = "trial",
 ) -> tuple[Any, bool]:
     """(run, created) for the trial's child run, reusing the one a restarted trial opened.
-    A run that already FINISHED is returned as it is (the caller skips the trial)."""
+    A run that already FINISHED is returned as it is (the caller skips the trial). A seed
+    group's run has role ``group`` and its seeds' trial runs as children."""
     exp_id = experiment_id(mlflow_client, family)
     found = find_run(mlflow_client, exp_id, {SWEEP_TAG: sweep_id, TRIAL_TAG: trial_key})
     if found is not None:
@@ -148,7 +150,7 @@ def child_run(
             "mlflow.parentRunId": parent_id,
             SWEEP_TAG: sweep_id,
             TRIAL_TAG: trial_key,
-            ROLE_TAG: "trial",
+            ROLE_TAG: role,
             **tags,
         },
     )

@@ -47,7 +47,7 @@ class ModelVariant:
     outputs: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-def _spread_positions(model: nn.Module, seed: int = 0) -> nn.Module:
+def spread_positions(model: nn.Module, seed: int = 0) -> nn.Module:
     """Positions drawn uniformly over the whole dilated grid, as they end up after training.
 
     At initialisation dcls draws positions near the kernel centre, so the Gaussian kernels have
@@ -66,7 +66,7 @@ def _spread_positions(model: nn.Module, seed: int = 0) -> nn.Module:
 def _build_variants(arch: str, include_reference: bool) -> list[ModelVariant]:
     dsc = create_model(arch, "dsc")
     fast = create_model(arch, "dcls_gauss", dcls_impl="fast")
-    spread = _spread_positions(copy.deepcopy(fast))
+    spread = spread_positions(copy.deepcopy(fast))
     variants = [
         ModelVariant("dsc (NCHW)", dsc, False),
         ModelVariant(
@@ -91,7 +91,7 @@ def _build_variants(arch: str, include_reference: bool) -> list[ModelVariant]:
 
 
 def _run(
-    variant: ModelVariant, mode: str, x: torch.Tensor, target: torch.Tensor
+    variant: ModelVariant, mode: str, x: torch.Tensor, target: torch.Tensor | None
 ) -> tuple[float, torch.Tensor]:
     model = variant.model
     if variant.channels_last_input:
@@ -106,6 +106,27 @@ def _run(
         out = model(x)
         nn.functional.binary_cross_entropy_with_logits(out, target).backward()
     return time.perf_counter() - start, out.detach()
+
+
+def time_interleaved(
+    models: dict[str, nn.Module],
+    x: torch.Tensor,
+    repeats: int,
+    channels_last: frozenset[str] = frozenset(),
+) -> dict[str, list[float]]:
+    """Seconds of one inference forward of each model, per repeat: the models take turns within
+    every repeat (after one warm-up pass each), so that load from other processes falls on all
+    of them alike and a per-repeat ratio between two of them is a paired comparison. The models
+    named in `channels_last` get their input in that memory format."""
+    variants = [ModelVariant(name, m, name in channels_last) for name, m in models.items()]
+    for variant in variants:
+        variant.model.eval()
+        for _ in range(2):  # warm-up: kernel caches, allocator, oneDNN's primitive cache
+            _run(variant, "inference", x, None)
+    for _ in range(max(1, repeats)):
+        for variant in variants:
+            variant.seconds["inference"].append(_run(variant, "inference", x, None)[0])
+    return {v.name: v.seconds["inference"] for v in variants}
 
 
 def run_dcls_bench(

@@ -154,7 +154,15 @@ def print_plan(plan, address: str | None) -> None:
         for v, why in plan.dropped:
             print(f"  dropped {v.case} seed {v.seed} {why}")
     else:
-        print(f"  cases: {', '.join(c.name for c in space.cases)}; seeds: {space.seeds}")
+        n = plan.base.sweep.seeds_per_config
+        if n > 1:
+            from audiosweep.sweep.seed_group import group_seeds
+
+            seeds = f"every configuration with seeds {group_seeds(space.seeds, n)} (their mean)"
+        else:
+            seeds = f"seeds: {space.seeds}"
+        print(f"  cases: {', '.join(c.name for c in space.cases)}; {seeds}")
+        print(f"  objectives: {', '.join(f'{m} ({d})' for m, d in _objectives(space))}")
         for key, spec in space.params.items():
             print(f"  {key}: {spec}")
     if plan.skipped:
@@ -162,6 +170,11 @@ def print_plan(plan, address: str | None) -> None:
         for what in plan.skipped:
             print(f"  - {what}")
     print(f"run folder: {plan.layout.dir}")
+
+
+def _objectives(space) -> list[tuple[str, str]]:
+    modes = space.mode if isinstance(space.mode, list) else [space.mode]
+    return list(zip(space.metrics, modes, strict=True))
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -65,6 +65,11 @@ def plan_sweep(
 
     variants: list[Variant] = []
     dropped: list[tuple[Variant, str]] = []
+    if space.kind == "grid" and base.sweep.seeds_per_config > 1:
+        raise ConfigError(
+            f"sweep.seeds_per_config={base.sweep.seeds_per_config}: {space.name!r} is a grid, "
+            "whose trials are its seeds already; list them in the space's seeds instead"
+        )
     if space.kind == "grid":
         variants = space.variants(base)
         classes = check_configs([base.with_overrides(v.overrides) for v in variants], num_classes)

@@ -158,7 +158,10 @@ def build_report(mlflow, family: str, sweep_id: str) -> dict[str, Any]:
     chance = statistics.median(chances) if chances else math.nan
     for row in rows:
         row["x_chance"] = row["map_mean"] / chance if chance else math.nan
+    from audiosweep.sweep import report_pareto
+
     return {
+        "pareto": report_pareto.build(mlflow, family, sweep_id),
         "family": family,
         "sweep_id": sweep_id,
         "chance_map": chance,
@@ -263,6 +266,10 @@ def markdown(rep: dict[str, Any]) -> str:
                 ),
             ),
         ]
+    if rep.get("pareto"):
+        from audiosweep.sweep import report_pareto
+
+        lines += report_pareto.markdown(rep["pareto"])
     lines += [
         "",
         "Published (Table 1 of arXiv 2309.13972, AudioSet, V100 throughput):",
@@ -344,6 +351,13 @@ def publish(mlflow, parent_run_id: str, rep: dict[str, Any], out_dir: Path) -> d
             out_dir / "report.png",
             title=rep["sweep_id"],
             chance=rep.get("chance_map"),
+        )
+    if rep.get("pareto"):
+        from audiosweep.sweep import report_pareto
+
+        paths["pareto_csv"] = report_pareto.write_csv(rep["pareto"], out_dir / "pareto.csv")
+        paths["pareto_png"] = report_pareto.plot(
+            rep["pareto"], out_dir / "pareto.png", title=rep["sweep_id"]
         )
     for path in paths.values():
         mlflow.log_artifact(parent_run_id, str(path), artifact_path="report")

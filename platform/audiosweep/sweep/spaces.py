@@ -6,6 +6,10 @@ once per seed instead of across the axes), the seeds, overrides for every trial
 or per arch, and either grid ``axes`` (dotted key → list of values, crossed) or Optuna ``params``
 (dotted key → distribution). Combined with a preset and command-line overrides it yields
 `Variant`s (grid) or a Tune param space (Optuna).
+
+An Optuna space may search several objectives at once: ``metric`` and ``mode`` are then lists
+of the same length (e.g. eval mAP and ``throughput_ratio_vs_dsc``, both maximised), and the
+search reports a Pareto front instead of a best trial.
 """
 
 from __future__ import annotations
@@ -38,7 +42,9 @@ SPACE_KEYS = {
     "metric",
     "mode",
     "scheduler",
+    "sampler",
 }
+SAMPLERS = ("tpe", "nsga2")
 
 
 @dataclass(frozen=True)
@@ -82,10 +88,20 @@ class SearchSpace:
     constraint: str | None
     params: dict[str, dict[str, Any]]
     num_samples: int
-    metric: str
-    mode: str
+    # One objective (a name and max/min) or, for a multi-objective search, lists of both.
+    metric: str | list[str]
+    mode: str | list[str]
     scheduler: dict[str, Any]
     description: str = ""
+    sampler: str = "tpe"
+
+    @property
+    def metrics(self) -> list[str]:
+        return list(self.metric) if isinstance(self.metric, list) else [self.metric]
+
+    @property
+    def multi_objective(self) -> bool:
+        return isinstance(self.metric, list)
 
     def case_overrides(self, case: Case, arch_map: dict[str, str]) -> dict[str, Any]:
         """Overrides that make a trial of `case`: space-wide, per arch, per case, then the
@@ -164,9 +180,19 @@ def _parse(name: str, data: dict[str, Any]) -> SearchSpace:
     constraint = data.get("constraint")
     if constraint not in (None, "params_le_dsc"):
         raise ConfigError(f"constraint must be params_le_dsc or absent, not {constraint!r}")
-    mode = data.get("mode", "max")
-    if mode not in ("max", "min"):
-        raise ConfigError(f"mode must be max or min, not {mode!r}")
+    metric, mode = _parse_objectives(data)
+    scheduler = dict(data.get("scheduler", {}) or {})
+    if scheduler.get("type", "asha") not in ("asha", "none"):
+        raise ConfigError(f"scheduler.type must be asha or none, not {scheduler['type']!r}")
+    if isinstance(metric, list) and scheduler.get("type", "asha") != "none":
+        # ASHA ranks trials on one metric; a Pareto search has no single ranking to cut on.
+        raise ConfigError(
+            f"a search over several metrics {metric} cannot stop trials early: "
+            "set scheduler: {type: none}"
+        )
+    sampler = data.get("sampler", "tpe")
+    if sampler not in SAMPLERS:
+        raise ConfigError(f"sampler must be one of {SAMPLERS}, not {sampler!r}")
     return SearchSpace(
         name=name,
         family=str(data.get("family", name)),
@@ -179,11 +205,38 @@ def _parse(name: str, data: dict[str, Any]) -> SearchSpace:
         constraint=constraint,
         params=params,
         num_samples=int(data.get("num_samples", 10)),
-        metric=str(data.get("metric", "eval_map")),
+        metric=metric,
         mode=mode,
-        scheduler=dict(data.get("scheduler", {}) or {}),
+        scheduler=scheduler,
         description=str(data.get("description", "")),
+        sampler=sampler,
     )
+
+
+def _parse_objectives(data: dict[str, Any]) -> tuple[str | list[str], str | list[str]]:
+    """(metric, mode): one name and max/min, or two equally long lists of them."""
+    metric, mode = data.get("metric", "eval_map"), data.get("mode", "max")
+    if isinstance(metric, list) or isinstance(mode, list):
+        modes = mode if isinstance(mode, list) else None
+        if (
+            not isinstance(metric, list)
+            or modes is None
+            or len(metric) < 2
+            or len(metric) != len(modes)
+            or len(set(metric)) != len(metric)
+        ):
+            raise ConfigError(
+                f"metric {metric!r} and mode {mode!r}: a multi-objective search needs two "
+                "equally long lists of distinct metrics and their modes, e.g. "
+                "metric: [eval_map, throughput_ratio_vs_dsc], mode: [max, max]"
+            )
+        bad = [m for m in modes if m not in ("max", "min")]
+        if bad:
+            raise ConfigError(f"each mode must be max or min, not {bad[0]!r}")
+        return [str(m) for m in metric], list(modes)
+    if mode not in ("max", "min"):
+        raise ConfigError(f"mode must be max or min, not {mode!r}")
+    return str(metric), mode
 
 
 def _parse_cases(data: dict[str, Any]) -> list[Case]:

@@ -15,6 +15,7 @@ from audiosweep.capacity import (
 from audiosweep.config import TrialConfig
 from audiosweep.storage import Folder, is_uri, name_of
 from audiosweep.sweep.plan import SweepPlan, max_concurrent_trials
+from audiosweep.sweep.seed_group import group_seeds
 from audiosweep.sweep.spaces import SearchSpace
 
 
@@ -28,12 +29,18 @@ def param_space(plan: SweepPlan) -> dict[str, Any]:
     # Tune flattens the space with "/" as its delimiter, so case names use ":" here.
     cases = {c.name.replace("/", ":"): space.case_overrides(c, arch_map) for c in space.cases}
     names = list(cases)
-    return {
+    out = {
         "cases": cases,
         "case": tune.choice(names) if len(names) > 1 else names[0],
-        "seed": tune.choice(space.seeds) if len(space.seeds) > 1 else space.seeds[0],
         "params": {key: _distribution(spec) for key, spec in space.params.items()},
     }
+    n = plan.base.sweep.seeds_per_config
+    if n > 1:
+        # The seed is no longer searched: every configuration runs with the same N seeds.
+        out["seeds"] = group_seeds(space.seeds, n)
+    else:
+        out["seed"] = tune.choice(space.seeds) if len(space.seeds) > 1 else space.seeds[0]
+    return out
 
 
 def _distribution(spec: dict[str, Any]):
@@ -92,6 +99,8 @@ def run_sweep(
             "kind": space.kind,
             "preset": base.preset,
             "trials": len(plan.variants),
+            "seeds_per_config": base.sweep.seeds_per_config,
+            "objectives": ",".join(space.metrics),
         },
     )
     context = SweepContext(
@@ -104,6 +113,7 @@ def run_sweep(
         tracking_uri=tracking_uri,
         parent_run_id=parent_id,
         git_commit=commit,
+        objectives=tuple(space.metrics),
     )
     trainable = tune.with_resources(
         tune.with_parameters(run_trial_in_tune, context=context), trial_driver_resources(base)
@@ -227,7 +237,6 @@ def _tune_config(space: SearchSpace, base: TrialConfig, concurrency: int):
             max_concurrent_trials=concurrency, trial_name_creator=_trial_name, reuse_actors=True
         )
     from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.optuna import OptunaSearch
 
     sched = space.scheduler
     scheduler = None
@@ -239,15 +248,35 @@ def _tune_config(space: SearchSpace, base: TrialConfig, concurrency: int):
             grace_period=int(sched.get("grace_period", 1)),
             reduction_factor=float(sched.get("reduction_factor", 2)),
         )
+    searcher = _searcher(space, base.train.seed)
+    # Several objectives go to the searcher alone: Tune's own metric/mode (for schedulers and
+    # best-result lookups) take a single metric.
+    single = {"metric": space.metric, "mode": space.mode}
+    objective = {} if space.multi_objective else single
     return tune.TuneConfig(
-        metric=space.metric,
-        mode=space.mode,
-        search_alg=OptunaSearch(seed=base.train.seed),
+        **objective,
+        search_alg=searcher,
         scheduler=scheduler,
         num_samples=space.num_samples,
         max_concurrent_trials=concurrency,
         trial_name_creator=_trial_name,
     )
+
+
+def _searcher(space: SearchSpace, seed: int):
+    """Optuna over the space's params: TPE (one or several objectives) or NSGA-II; a
+    multi-objective searcher is told its metrics and modes itself."""
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    if space.sampler == "nsga2":
+        sampler = optuna.samplers.NSGAIISampler(seed=seed)
+    else:
+        # What OptunaSearch builds by default; TPE searches several objectives as well.
+        sampler = optuna.samplers.TPESampler(seed=seed)
+    if space.multi_objective:
+        return OptunaSearch(metric=space.metric, mode=space.mode, sampler=sampler)
+    return OptunaSearch(sampler=sampler)
 
 
 def _trial_name(trial) -> str:
@@ -266,12 +295,16 @@ def _close_stopped_trials(mlflow, family: str, sweep_id: str) -> None:
     exp = mlflow.get_experiment_by_name(family)
     if exp is None:
         return
-    runs = mlflow.search_runs(
-        [exp.experiment_id],
-        filter_string=f"tags.`{tracking.SWEEP_TAG}` = '{sweep_id}' and tags.`{tracking.ROLE_TAG}` = 'trial' "
-        "and attributes.status = 'RUNNING'",
-        max_results=1000,
-    )
+    runs = [
+        run
+        for role in ("trial", "group")  # a seed group's run is left open like its seeds'
+        for run in mlflow.search_runs(
+            [exp.experiment_id],
+            filter_string=f"tags.`{tracking.SWEEP_TAG}` = '{sweep_id}' and tags.`{tracking.ROLE_TAG}` = '{role}' "
+            "and attributes.status = 'RUNNING'",
+            max_results=1000,
+        )
+    ]
     for run in runs:
         mlflow.set_tag(run.info.run_id, "audiosweep.stopped_early", "true")
         mlflow.set_terminated(run.info.run_id, status="KILLED")
