@@ -109,18 +109,15 @@ def seed_summary(mlflow, run_ids: list[str]) -> dict[str, float]:
     return out
 
 
-def run_seed_group(
-    config: dict[str, Any], context, *, run_one: Callable[..., Any] | None = None
-) -> None:
+def run_seed_group(config: dict[str, Any], context, *, run_one: Callable[..., Any]) -> None:
     """Train the configuration in `config` with each of ``config["seeds"]`` and report the
-    seed means to Tune (see the module docstring). `run_one` trains one seed (default:
-    `trainable.run_seed`)."""
+    seed means to Tune (see the module docstring). `run_one` trains one seed
+    (`trainable.run_seed`)."""
     from ray import tune
 
     from audiosweep.sweep.objectives import THROUGHPUT_RATIO, throughput_vs_dsc
-    from audiosweep.sweep.trainable import run_seed, trial_overrides
+    from audiosweep.sweep.spaces import trial_overrides
 
-    run_one = run_one or run_seed
     seeds = [int(s) for s in config["seeds"]]
     case, _, overrides, _ = trial_overrides({**config, "seed": seeds[0]})
     key = group_key(case, overrides, seeds)

@@ -132,6 +132,20 @@ class SearchSpace:
         return out
 
 
+def trial_overrides(config: dict[str, Any]) -> tuple[str, int, dict[str, Any], str]:
+    """(case, seed, overrides, key) from a grid variant or an Optuna sample."""
+    if "variant" in config:
+        v = config["variant"]
+        variant = Variant(case=v["case"], seed=v["seed"], overrides=dict(v["overrides"]))
+    else:  # Optuna: the case is a categorical parameter, searched params come dotted
+        case_overrides = dict(config["cases"][config["case"]])
+        case_overrides.update(config.get("params", {}))
+        case_overrides["train.seed"] = config["seed"]
+        case = config["case"].replace(":", "/")
+        variant = Variant(case=case, seed=config["seed"], overrides=case_overrides)
+    return variant.case, variant.seed, variant.overrides, variant.key
+
+
 def space_path(name_or_path: str) -> Path:
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml"):

@@ -36,22 +36,6 @@ class SweepContext:
     objectives: tuple[str, ...] = ("eval_map",)
 
 
-def trial_overrides(config: dict[str, Any]) -> tuple[str, int, dict[str, Any], str]:
-    """(case, seed, overrides, key) from a grid variant or an Optuna sample."""
-    from audiosweep.sweep.spaces import Variant
-
-    if "variant" in config:
-        v = config["variant"]
-        variant = Variant(case=v["case"], seed=v["seed"], overrides=dict(v["overrides"]))
-    else:  # Optuna: the case is a categorical parameter, searched params come dotted
-        case_overrides = dict(config["cases"][config["case"]])
-        case_overrides.update(config.get("params", {}))
-        case_overrides["train.seed"] = config["seed"]
-        case = config["case"].replace(":", "/")
-        variant = Variant(case=case, seed=config["seed"], overrides=case_overrides)
-    return variant.case, variant.seed, variant.overrides, variant.key
-
-
 @dataclass
 class SeedOutcome:
     """One seed's trial as run (or found finished) by `run_seed`."""
@@ -71,7 +55,7 @@ def run_trial_in_tune(config: dict[str, Any], context: SweepContext) -> dict[str
     if "seeds" in config:  # sweep.seeds_per_config > 1: one configuration, several seeds
         from audiosweep.sweep.seed_group import run_seed_group
 
-        return run_seed_group(config, context)
+        return run_seed_group(config, context, run_one=run_seed)
     # Tune wants every objective in every result, and the throughput objective exists only
     # once the trial has trained: such a trial reports once, at its end. (A search over it has
     # several objectives, hence no scheduler that would use per-epoch results.)
@@ -94,6 +78,7 @@ def run_seed(
 
     from audiosweep import tracking
     from audiosweep.layout import SweepLayout
+    from audiosweep.sweep.spaces import trial_overrides
     from audiosweep.train.checks import resolve_trial
     from audiosweep.train.trainer import run_trial
 
