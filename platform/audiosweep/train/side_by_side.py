@@ -1,8 +1,8 @@
 """Models timed side by side: interleaved repeats, medians and paired ratios.
 
-Every repeat runs one batch of each model in turn, so that load from other processes (and a
-GPU's clocks) falls on all of them alike; figures are medians over repeats, and a ratio between
-two models is the median of their per-repeat ratios. `audiosweep bench dcls` and the sweep's
+Every repeat runs one batch of each model in turn (every other repeat in reverse order), so
+that load from other processes (and a GPU's clocks) falls on all of them alike; figures are
+medians over repeats, and a ratio between two models is the median of their per-repeat ratios. `audiosweep bench dcls` and the sweep's
 controlled throughput measurement (`sweep/throughput.py`) both time through here.
 
 Imports torch only: `audiosweep bench dcls` must run on a stock PyTorch image.
@@ -80,7 +80,8 @@ def time_interleaved(
     log: Callable[[str], None] | None = None,
 ) -> None:
     """Fill each entry's ``seconds[mode]``: per mode, one warm-up batch each (kernel caches,
-    allocator, autotuning), then ``repeats`` rounds over all entries in turn."""
+    allocator, autotuning), then ``repeats`` rounds over all entries in turn (every other
+    round in reverse order)."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, not {repeats}")
     if dtype not in DTYPES:
@@ -91,7 +92,8 @@ def time_interleaved(
             if entry.warmup and mode in entry.modes:
                 run_once(entry, mode, x, target, dtype)
         for r in range(repeats):
-            for entry in entries:
+            # Every other round in reverse, so that no model always follows the same one.
+            for entry in entries if r % 2 == 0 else reversed(entries):
                 if mode not in entry.modes or (
                     entry.max_repeats is not None and r >= entry.max_repeats
                 ):
