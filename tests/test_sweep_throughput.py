@@ -80,6 +80,7 @@ def test_measure_times_every_case_side_by_side_and_restores_threads() -> None:
     assert torch.get_num_threads() == threads
     assert out["setup"]["input_shape"] == "1x1x32x257" and out["setup"]["threads"] == 1
     assert out["setup"]["device"] == "cpu" and out["setup"]["repeats"] == 2
+    assert out["setup"]["clock"] == "thread"  # one CPU thread: its CPU time
     dsc, dcls = out["cases"][("convnext_tiny", "dsc", 7, 49)], out["cases"][cases_key(cases)]
     assert dsc["infer_x_dsc"] == dsc["train_x_dsc"] == 1.0
     for row in (dsc, dcls):
@@ -99,6 +100,8 @@ MEASUREMENT = {
         "clip_seconds": "5.12",
         "dtype": "float32",
         "repeats": 7,
+        "min_sample_s": 0.0,
+        "clock": "thread",
         "positions": throughput.POSITIONS,
         "skipped": "",
     },
@@ -172,6 +175,7 @@ def test_report_columns_come_from_the_controlled_measurement_and_state_it() -> N
     assert "| 0.90× | 0.70× |" in text
     assert "on the CPU, 1 thread, input 8x1x32x129 (float32; the preset's 5.12 s clips)" in text
     assert "7 interleaved repeats" in text and "positions as initialised (seed 0)" in text
+    assert "the measuring thread's CPU time" in text and "back to back" not in text
 
 
 def test_a_sweep_without_the_measurement_reports_no_throughput() -> None:
@@ -189,3 +193,34 @@ def test_bench_config_names_a_bad_value(bad: str) -> None:
 
     with pytest.raises(ConfigError, match=bad.split("=")[0]):
         TrialConfig().with_overrides([bad])
+
+
+def test_thread_clock_times_cpu_work_not_waiting() -> None:
+    import time
+
+    from audiosweep.train.side_by_side import Timed, time_interleaved
+
+    class Sleeper(torch.nn.Module):
+        """Waits 50 ms and computes almost nothing: wall time sees the wait, CPU time not."""
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            time.sleep(0.05)
+            return x.sum(dim=1, keepdim=True).repeat(1, 3)
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        entries = {c: Timed(c, Sleeper()) for c in ("wall", "thread")}
+        x, target = torch.zeros(2, 4), torch.zeros(2, 3)
+        for clock, entry in entries.items():
+            time_interleaved(
+                [entry], modes=("inference",), x=x, target=target, repeats=2, clock=clock
+            )
+    finally:
+        torch.set_num_threads(threads)
+    assert min(entries["wall"].seconds["inference"]) >= 0.05
+    assert max(entries["thread"].seconds["inference"]) < 0.02
+    with pytest.raises(ValueError, match="one-thread CPU"):
+        time_interleaved(
+            [entries["wall"]], modes=("inference",), x=x, target=target, repeats=1, clock="cpu"
+        )

@@ -204,6 +204,9 @@ class BenchConfig:
     frames: int | None = None  # None: the frames of the preset's clips (10 s at hop 320: 1001)
     dtype: str = "float32"
     threads: int | None = None  # CPU threads; None: a trial worker's (train.cpus_per_worker)
+    # Each timing runs batches back to back for at least this long (0: one batch): steadier
+    # wall times on a loaded machine. One-thread CPU runs time CPU time, which needs none.
+    min_sample_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.batch < 1 or self.repeats < 1 or (self.threads is not None and self.threads < 1):
@@ -211,6 +214,8 @@ class BenchConfig:
                 f"bench.batch, bench.repeats and bench.threads must be at least 1; got "
                 f"batch={self.batch}, repeats={self.repeats}, threads={self.threads}"
             )
+        if self.min_sample_s < 0:
+            raise ConfigError(f"bench.min_sample_s must be >= 0 seconds, not {self.min_sample_s}")
         if self.dtype not in ("float32", "bfloat16", "float16"):
             raise ConfigError(f"bench.dtype={self.dtype!r}: choose float32, bfloat16 or float16")
 

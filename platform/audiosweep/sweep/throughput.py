@@ -69,6 +69,7 @@ def measure(
     threads = bench_threads(first)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
+    clock = "thread" if where.type == "cpu" and threads == 1 else "wall"
     try:
         entries: dict[CaseKey, Timed] = {}
         skipped = []
@@ -89,6 +90,8 @@ def measure(
             repeats=first.bench.repeats,
             dtype=first.bench.dtype,
             log=log,
+            min_sample_s=first.bench.min_sample_s,
+            clock=clock,
         )
     finally:
         torch.set_num_threads(previous_threads)
@@ -109,6 +112,8 @@ def measure(
         "clip_seconds": f"{first.data.clip_seconds or 10.0:g}",
         "dtype": first.bench.dtype,
         "repeats": first.bench.repeats,
+        "min_sample_s": first.bench.min_sample_s,
+        "clock": clock,
         "positions": POSITIONS,
         "skipped": ", ".join(skipped),
     }
@@ -211,6 +216,13 @@ def method_text(measurement: dict[str, Any] | None) -> str:
         "backward. × DSC: the median over repeats of the per-repeat speed ratio to the same "
         f"architecture's DSC model. DCLS positions {s.get('positions', POSITIONS)}."
     )
+    if s.get("clock") == "thread":
+        text += (
+            " Times are the measuring thread's CPU time (one thread computes every op): what "
+            "a batch costs an idle core, which other processes delay but do not add to."
+        )
+    if float(s.get("min_sample_s") or 0) > 0:
+        text += f" Each timing ran batches back to back for at least {s['min_sample_s']} s."
     if s.get("skipped"):
         text += f" Not measured (another input shape): {s['skipped']}."
     return text

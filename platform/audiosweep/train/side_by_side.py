@@ -10,6 +10,7 @@ Imports torch only: `audiosweep bench dcls` must run on a stock PyTorch image.
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -20,6 +21,10 @@ from torch import nn
 
 MODES = ("inference", "train")
 DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# "wall": elapsed time. "thread": the calling thread's CPU time, for one-thread CPU runs, where
+# torch computes every op in that thread: what the batch costs an idle core, whatever else
+# shares the machine (other processes only delay it, and wall time counts the delays).
+CLOCKS = {"wall": time.perf_counter, "thread": time.thread_time}
 
 
 @dataclass
@@ -42,10 +47,17 @@ def sync(device: torch.device) -> None:
 
 
 def run_once(
-    entry: Timed, mode: str, x: torch.Tensor, target: torch.Tensor, dtype: str = "float32"
+    entry: Timed,
+    mode: str,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    dtype: str = "float32",
+    batches: int = 1,
+    clock: str = "wall",
 ) -> tuple[float, torch.Tensor]:
-    """Seconds of one batch: an eval forward (``inference``) or forward + loss + backward
-    (``train``, no optimiser step), under autocast for a reduced ``dtype``."""
+    """Seconds per batch of ``batches`` batches back to back: an eval forward (``inference``)
+    or forward + loss + backward (``train``, no optimiser step), under autocast for a reduced
+    ``dtype``, timed by ``clock`` (`CLOCKS`)."""
     model = entry.model
     if entry.channels_last_input:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -54,19 +66,21 @@ def run_once(
         x.device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None
     )
     torch.manual_seed(1234)  # same drop-path draws for every model, so their logits compare
+    now = CLOCKS[clock]
     sync(x.device)
-    start = time.perf_counter()
-    if mode == "inference":
-        with torch.no_grad(), autocast:
-            out = model(x)
-    else:
-        model.zero_grad(set_to_none=True)
-        with autocast:
-            out = model(x)
-            loss = nn.functional.binary_cross_entropy_with_logits(out.float(), target)
-        loss.backward()
+    start = now()
+    for _ in range(batches):
+        if mode == "inference":
+            with torch.no_grad(), autocast:
+                out = model(x)
+        else:
+            model.zero_grad(set_to_none=True)
+            with autocast:
+                out = model(x)
+                loss = nn.functional.binary_cross_entropy_with_logits(out.float(), target)
+            loss.backward()
     sync(x.device)
-    return time.perf_counter() - start, out.detach()
+    return (now() - start) / batches, out.detach()
 
 
 def time_interleaved(
@@ -78,19 +92,31 @@ def time_interleaved(
     repeats: int,
     dtype: str = "float32",
     log: Callable[[str], None] | None = None,
+    min_sample_s: float = 0.0,
+    clock: str = "wall",
 ) -> None:
-    """Fill each entry's ``seconds[mode]``: per mode, one warm-up batch each (kernel caches,
-    allocator, autotuning), then ``repeats`` rounds over all entries in turn (every other
-    round in reverse order)."""
+    """Fill each entry's ``seconds[mode]`` (per batch): per mode, one warm-up batch each
+    (kernel caches, allocator, autotuning), then ``repeats`` rounds over all entries in turn
+    (every other round in reverse order).
+
+    With ``min_sample_s``, each timing runs as many batches back to back as fill that long
+    (counted from a second warm-up batch): on a loaded machine a sample of a few milliseconds
+    is one scheduler time slice more or less, a longer one sees the load's average."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, not {repeats}")
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
+    if clock not in CLOCKS or (clock == "thread" and (x.is_cuda or torch.get_num_threads() > 1)):
+        raise ValueError(f"clock {clock!r}: 'wall', or 'thread' for a one-thread CPU run")
     for mode in modes:
+        batches: dict[str, int] = {}
         for entry in entries:
             entry.model.train(mode == "train")
             if entry.warmup and mode in entry.modes:
                 run_once(entry, mode, x, target, dtype)
+                if min_sample_s > 0:
+                    once, _ = run_once(entry, mode, x, target, dtype, clock=clock)
+                    batches[entry.name] = max(1, math.ceil(min_sample_s / max(once, 1e-6)))
         for r in range(repeats):
             # Every other round in reverse, so that no model always follows the same one.
             for entry in entries if r % 2 == 0 else reversed(entries):
@@ -98,7 +124,8 @@ def time_interleaved(
                     entry.max_repeats is not None and r >= entry.max_repeats
                 ):
                     continue
-                seconds, out = run_once(entry, mode, x, target, dtype)
+                n = batches.get(entry.name, 1)
+                seconds, out = run_once(entry, mode, x, target, dtype, n, clock)
                 entry.seconds[mode].append(seconds)
                 entry.outputs[mode] = out
                 if log is not None:
