@@ -139,3 +139,55 @@ def test_export_refuses_a_checkpoint_of_another_model(tmp_path, capsys) -> None:
     assert main(["export", "--checkpoint", str(checkpoint), "--out", str(out)]) == 2
     assert "does not fit sp4asc" in capsys.readouterr().err
     assert not out.exists()
+
+
+# What a stock PyTorch GPU image lacks: `bench dcls` must run without any of it.
+NOT_ON_A_TORCH_IMAGE = (
+    "ray",
+    "mlflow",
+    "pyarrow",
+    "optuna",
+    "pandas",
+    "scipy",
+    "sklearn",
+    "soundfile",
+    "matplotlib",
+)
+# A None entry in sys.modules makes `import X` fail and `importlib.util.find_spec("X")` answer
+# None, as on a machine without X (torch probes for optional packages with find_spec, which a
+# meta-path finder that raises would break).
+BLOCKED_RUN = """
+import sys
+for name in {blocked!r}:
+    sys.modules[name] = None
+from audiosweep.cli import main
+code = main({argv!r})
+loaded = sorted(n for n in {blocked!r} if sys.modules.get(n) is not None)
+print("loaded:", loaded)
+sys.exit(code)
+"""
+
+
+def test_bench_dcls_needs_only_torch_timm_torchaudio_and_dcls(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "bench.json"
+    argv = ["bench", "dcls", "--arch", "convnext_atto", "--batch", "1", "--mels", "32"]
+    argv += ["--frames", "256", "--repeats", "1", "--reference-repeats", "0", "--threads", "1"]
+    argv += ["--dtypes", "float32,bfloat16", "--device", "cpu", "--json", str(out)]
+    script = BLOCKED_RUN.format(blocked=NOT_ON_A_TORCH_IMAGE, argv=argv)
+    platform_dir = Path(__file__).resolve().parents[1] / "platform"
+    env = {**os.environ, "PYTHONPATH": str(platform_dir)}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "loaded: []" in proc.stdout
+    result = json.loads(out.read_text())
+    assert {(r["dtype"], r["mode"]) for r in result["results"]} == {
+        (d, m) for d in ("float32", "bfloat16") for m in ("inference", "train")
+    }
+    assert result["setup"]["device"] == "cpu" and result["setup"]["dtype"] == "float32,bfloat16"

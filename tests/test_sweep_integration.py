@@ -88,7 +88,8 @@ def test_grid_smoke_via_ray_job_submit(ray_head, mlflow_server, smoke_dataset, t
             "eval_map",
             "final_map",
             "params_total",
-            "infer_samples_per_s",
+            "macs_per_clip",
+            "train_step_peak_bytes",
             "train_samples_per_s",
         ):
             assert key in metrics, (key, tags["case"])
@@ -117,6 +118,15 @@ def test_grid_smoke_via_ray_job_submit(ray_head, mlflow_server, smoke_dataset, t
         assert row["map_mean"] not in ("", "nan") and row["map_std"] not in ("", "nan")
     md = _download_text(client, parent.info.run_id, "report/report.md", tmp_path)
     assert md.count("±") >= 6 and "Welch p" in md
+    # Throughput measured once, side by side, after the trials: on the parent run and in the
+    # report, with how it was measured (smoke: 2 s clips, hop 320, batch 2, 1 thread).
+    speeds = {k: v for k, v in parent.data.metrics.items() if k.startswith("throughput/")}
+    assert len(speeds) == 6 * 4  # samples/s and x DSC, inference and training step
+    assert speeds["throughput/convnext_tiny/dsc/7x49/infer_x_dsc"] == 1.0
+    assert parent.data.tags["audiosweep.throughput.input_shape"] == "2x1x128x201"
+    assert "side by side in one process on the CPU, 1 thread, input 2x1x128x201" in md
+    for row in rows:
+        assert float(row["infer_samples_per_s"]) > 0 and float(row["macs_per_clip"]) > 0
     assert "report.png" in {
         Path(a.path).name for a in client.list_artifacts(parent.info.run_id, "report")
     }
@@ -226,7 +236,7 @@ def test_killed_sweep_driver_resumes_without_rerunning_finished_trials(
         assert run.info.status == "FINISHED"
         history = client.get_metric_history(run.info.run_id, "eval_map")
         assert sorted(m.step for m in history) == [1, 2]
-        assert "final_map" in run.data.metrics and "infer_samples_per_s" in run.data.metrics
+        assert "final_map" in run.data.metrics and "macs_per_clip" in run.data.metrics
     # Tune saw both epochs of the undisturbed trial, each with the checkpoint it was persisted
     # with.
     tune_dir = run_root / "sweeps" / "resume-smoke" / "tune"

@@ -196,12 +196,28 @@ class TrainConfig:
 
 @dataclass
 class BenchConfig:
-    """Inference throughput measured the same way for every case, at the paper's input shape."""
+    """The sweep's controlled throughput measurement (`sweep/throughput.py`): every case's
+    model side by side once the trials are done, at this batch and the preset's clip shape."""
 
     batch: int = 8
-    repeats: int = 3
-    frames: int = 1001
+    repeats: int = 7  # interleaved rounds; figures are medians over them
+    frames: int | None = None  # None: the frames of the preset's clips (10 s at hop 320: 1001)
     dtype: str = "float32"
+    threads: int | None = None  # CPU threads; None: a trial worker's (train.cpus_per_worker)
+    # Each timing runs batches back to back for at least this long (0: one batch): steadier
+    # wall times on a loaded machine. One-thread CPU runs time CPU time, which needs none.
+    min_sample_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.batch < 1 or self.repeats < 1 or (self.threads is not None and self.threads < 1):
+            raise ConfigError(
+                f"bench.batch, bench.repeats and bench.threads must be at least 1; got "
+                f"batch={self.batch}, repeats={self.repeats}, threads={self.threads}"
+            )
+        if self.min_sample_s < 0:
+            raise ConfigError(f"bench.min_sample_s must be >= 0 seconds, not {self.min_sample_s}")
+        if self.dtype not in ("float32", "bfloat16", "float16"):
+            raise ConfigError(f"bench.dtype={self.dtype!r}: choose float32, bfloat16 or float16")
 
 
 @dataclass

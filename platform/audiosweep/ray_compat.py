@@ -16,6 +16,8 @@ What is private, and why no public API does the job:
   GCS cluster config (the node types an autoscaling cluster can grow to).
 - Ray Data: the execution-callback hook and two executor fields it steps on, and the detached
   helper actors a sweep driver creates on the head.
+- torch (the one private name outside Ray): the dispatch-mode base that counts a CPU training
+  step's live tensor memory (`train/cost.py`).
 
 Names that are only read for an optional behaviour (the cluster config, the helper actors,
 the executor fields) fall back to Ray's own behaviour when missing; the Train names are
@@ -184,3 +186,15 @@ def create_data_helper_actors() -> None:
         return
     get_or_create_stats_actor()
     get_or_create_autoscaling_coordinator()
+
+
+# --- torch ---------------------------------------------------------------------------------
+
+
+def torch_dispatch_mode_base() -> type:
+    """torch's `TorchDispatchMode`, the base of `train.cost`'s storage tracker. torch's
+    "Extending PyTorch" notes document it, but under a private module name; it is the only hook
+    that sees the ops autograd runs in a backward pass (a `TorchFunctionMode` does not)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    return TorchDispatchMode

@@ -33,6 +33,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mels", type=int, default=128)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--modes", default="inference,train", help="comma-separated: inference,train")
+    p.add_argument(
+        "--device", default="cpu", help="cpu or cuda[:N] (the paper measured on one V100)"
+    )
+    p.add_argument(
+        "--dtypes",
+        default="float32",
+        help="comma-separated: float32,bfloat16,float16 (reduced ones under autocast)",
+    )
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     _csv_argument(p)
     p.set_defaults(func=_dcls)
@@ -162,6 +170,8 @@ def _dcls(args: argparse.Namespace) -> int:
         frames=args.frames,
         threads=args.threads,
         modes=modes,
+        device=args.device,
+        dtypes=tuple(d.strip() for d in args.dtypes.split(",") if d.strip()),
     )
     if args.json:
         with open(args.json, "w") as f:

@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import copy
 import statistics
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import torch
-from torch import nn
 
+from audiosweep.errors import ConfigError
 from audiosweep.models.bake import bake_dcls
-from audiosweep.models.dcls_substitution import position_layers
+from audiosweep.models.dcls_substitution import spread_positions
 from audiosweep.models.factory import create_model, get_arch
-
-MODES = ("inference", "train")
+from audiosweep.train.side_by_side import DTYPES, MODES, Timed, paired_ratio, time_interleaved
 
 # What the CSV calls each variant (docs/benchmarks/dcls_vs_dsc_*.csv name the fast path's two
 # the same way).
@@ -36,47 +33,20 @@ CSV_VARIANTS = {
 }
 
 
-@dataclass
-class ModelVariant:
-    name: str
-    model: nn.Module
-    channels_last_input: bool
-    reference: bool = False
-    modes: tuple[str, ...] = MODES  # a baked model is for inference only
-    seconds: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m in MODES})
-    outputs: dict[str, torch.Tensor] = field(default_factory=dict)
-
-
-def spread_positions(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Positions drawn uniformly over the whole dilated grid, as they end up after training.
-
-    At initialisation dcls draws positions near the kernel centre, so the Gaussian kernels have
-    exact-zero borders that the fast path's eval cache crops away; spread positions give dense
-    23x23 kernels and measure the worst case.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for _, layer in position_layers(model):
-            lim = layer.dilated_kernel_size[0] // 2
-            draw = torch.rand(layer.P.shape, generator=generator) * 2 - 1
-            layer.P.copy_(draw * lim)
-    return model
-
-
-def _build_variants(arch: str, include_reference: bool) -> list[ModelVariant]:
+def _build_variants(arch: str, include_reference: bool, reference_repeats: int) -> list[Timed]:
     dsc = create_model(arch, "dsc")
     fast = create_model(arch, "dcls_gauss", dcls_impl="fast")
     spread = spread_positions(copy.deepcopy(fast))
     variants = [
-        ModelVariant("dsc (NCHW)", dsc, False),
-        ModelVariant(
+        Timed("dsc (NCHW)", dsc, False),
+        Timed(
             "dsc (channels_last)", copy.deepcopy(dsc).to(memory_format=torch.channels_last), True
         ),
-        ModelVariant("dcls fast path", fast, False),
-        ModelVariant("dcls fast, spread P", spread, False),
+        Timed("dcls fast path", fast, False),
+        Timed("dcls fast, spread P", spread, False),
         # The same trained-like model with each DCLS layer baked into the depthwise conv it
         # computes (`export --torch`): channels_last, as the fast path runs its convolutions.
-        ModelVariant(
+        Timed(
             "dcls baked, spread P",
             bake_dcls(spread)[0].to(memory_format=torch.channels_last),
             True,
@@ -86,47 +56,12 @@ def _build_variants(arch: str, include_reference: bool) -> list[ModelVariant]:
     if include_reference:
         reference = create_model(arch, "dcls_gauss", dcls_impl="reference")
         reference.load_state_dict(fast.state_dict())
-        variants.insert(2, ModelVariant("dcls package", reference, False, reference=True))
+        # Slow: no warm-up run, and only the first repeats.
+        variants.insert(
+            2,
+            Timed("dcls package", reference, False, warmup=False, max_repeats=reference_repeats),
+        )
     return variants
-
-
-def _run(
-    variant: ModelVariant, mode: str, x: torch.Tensor, target: torch.Tensor | None
-) -> tuple[float, torch.Tensor]:
-    model = variant.model
-    if variant.channels_last_input:
-        x = x.contiguous(memory_format=torch.channels_last)
-    torch.manual_seed(1234)  # same drop-path draws for every variant, so their logits compare
-    start = time.perf_counter()
-    if mode == "inference":
-        with torch.no_grad():
-            out = model(x)
-    else:
-        model.zero_grad(set_to_none=True)
-        out = model(x)
-        nn.functional.binary_cross_entropy_with_logits(out, target).backward()
-    return time.perf_counter() - start, out.detach()
-
-
-def time_interleaved(
-    models: dict[str, nn.Module],
-    x: torch.Tensor,
-    repeats: int,
-    channels_last: frozenset[str] = frozenset(),
-) -> dict[str, list[float]]:
-    """Seconds of one inference forward of each model, per repeat: the models take turns within
-    every repeat (after one warm-up pass each), so that load from other processes falls on all
-    of them alike and a per-repeat ratio between two of them is a paired comparison. The models
-    named in `channels_last` get their input in that memory format."""
-    variants = [ModelVariant(name, m, name in channels_last) for name, m in models.items()]
-    for variant in variants:
-        variant.model.eval()
-        for _ in range(2):  # warm-up: kernel caches, allocator, oneDNN's primitive cache
-            _run(variant, "inference", x, None)
-    for _ in range(max(1, repeats)):
-        for variant in variants:
-            variant.seconds["inference"].append(_run(variant, "inference", x, None)[0])
-    return {v.name: v.seconds["inference"] for v in variants}
 
 
 def run_dcls_bench(
@@ -139,51 +74,87 @@ def run_dcls_bench(
     threads: int | None = None,
     modes: tuple[str, ...] = MODES,
     log: Callable[[str], None] = print,
+    device: str = "cpu",
+    dtypes: tuple[str, ...] = ("float32",),
 ) -> dict:
-    """Time each variant; returns {"setup": ..., "results": [{mode, variant, median_s, samples_per_s, ...}]}."""
+    """Time each variant, per dtype (autocast for reduced ones); returns {"setup": ...,
+    "results": [{mode, dtype, variant, median_s, samples_per_s, ...}]}. The logits' agreement
+    is that of the first dtype's run."""
     if batch < 1 or repeats < 1 or reference_repeats < 0:
         raise ValueError("batch and repeats must be >= 1, reference_repeats >= 0")
     unknown = set(modes) - set(MODES)
     if unknown:
         raise ValueError(f"unknown modes {sorted(unknown)}; choose from {MODES}")
+    bad = [d for d in dtypes if d not in DTYPES]
+    if bad or not dtypes:
+        raise ConfigError(
+            f"--dtypes: unknown {bad or 'none given'}; choose from {', '.join(DTYPES)}"
+        )
     if get_arch(arch).family == "sp4asc":
         raise ValueError("bench dcls compares the 2-d backbones; sp4asc has no Dcls2d layers")
+    try:
+        where = torch.device(device)
+    except RuntimeError as err:
+        raise ConfigError(
+            f"--device {device}: not a torch device ({err}); use cpu or cuda"
+        ) from err
+    if where.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"--device {device}: torch sees no CUDA device here; run it on a GPU machine or "
+            "pass --device cpu"
+        )
     if threads is not None:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
-    variants = _build_variants(arch, include_reference=reference_repeats > 0)
+    variants = _build_variants(arch, reference_repeats > 0, reference_repeats)
     num_classes = variants[0].model.num_classes
-    x = torch.randn(batch, 1, n_mels, frames)
-    target = (torch.rand(batch, num_classes) < 0.05).float()
+    for v in variants:
+        v.model.to(where)
+    x = torch.randn(batch, 1, n_mels, frames, device=where)
+    target = (torch.rand(batch, num_classes, device=where) < 0.05).float()
     setup = {
         "arch": arch,
         "input_shape": list(x.shape),
         "batch": batch,
-        "dtype": str(x.dtype).replace("torch.", ""),
+        "dtype": ",".join(dtypes),
         "threads": torch.get_num_threads(),
-        "device": "cpu",
+        "device": str(where) if where.type == "cpu" else torch.cuda.get_device_name(where),
         "repeats": repeats,
         "reference_repeats": reference_repeats,
         "torch": torch.__version__,
     }
     log(
-        f"bench dcls: {arch}, input {tuple(x.shape)} ({setup['dtype']}), batch {batch}, "
-        f"threads {setup['threads']}, repeats {repeats} (dcls package: {reference_repeats}), "
-        f"DCLS-Gauss 23x23 / 26 elements; 'spread P': positions uniform over the grid"
+        f"bench dcls: {arch}, input {tuple(x.shape)} ({setup['dtype']}) on {setup['device']}, "
+        f"batch {batch}, threads {setup['threads']}, repeats {repeats} (dcls package: "
+        f"{reference_repeats}), DCLS-Gauss 23x23 / 26 elements; 'spread P': positions uniform "
+        "over the grid"
     )
-    for mode in modes:
-        for variant in variants:
-            variant.model.train(mode == "train")
-            if not variant.reference and mode in variant.modes:
-                _run(variant, mode, x, target)  # warm-up
-        for r in range(repeats):
-            for variant in variants:
-                if (variant.reference and r >= reference_repeats) or mode not in variant.modes:
-                    continue
-                seconds, out = _run(variant, mode, x, target)
-                variant.seconds[mode].append(seconds)
-                variant.outputs[mode] = out
-                log(f"  {mode:9s} repeat {r + 1}/{repeats} {variant.name:20s} {seconds:8.3f} s")
+    results: list[dict] = []
+    agreement: dict[str, float] = {}
+    baked: float | None = None
+    for i, dtype in enumerate(dtypes):
+        for v in variants:
+            v.seconds, v.outputs = {m: [] for m in MODES}, {}
+        if len(dtypes) > 1:
+            log(f"{dtype}:")
+        time_interleaved(
+            variants, modes=modes, x=x, target=target, repeats=repeats, dtype=dtype, log=log
+        )
+        results += _results(variants, modes, batch, dtype)
+        if i == 0:
+            agreement, baked = _agreement(variants), _baked_agreement(variants)
+    _print_table(results, agreement, log)
+    if baked is not None:
+        log(f"baked vs fast path (spread P), inference logits: max rel diff {baked:.2e}")
+    return {
+        "setup": setup,
+        "results": results,
+        "fast_vs_package_max_rel_diff": agreement,
+        "baked_vs_fast_max_rel_diff": baked,
+    }
+
+
+def _results(variants: list[Timed], modes: tuple[str, ...], batch: int, dtype: str) -> list[dict]:
     results = []
     for mode in modes:
         timed = [v for v in variants if v.seconds[mode]]
@@ -195,35 +166,25 @@ def run_dcls_bench(
         dsc_runs = [v.seconds[mode] for v in timed if v.name in dsc]
         dsc_per_repeat = [min(ts) for ts in zip(*dsc_runs, strict=True)]
         for v in timed:
-            # The dcls-package variant runs in the first repeats only.
-            paired = [d / t for d, t in zip(dsc_per_repeat, v.seconds[mode], strict=False)]
             results.append(
                 {
                     "mode": mode,
+                    "dtype": dtype,
                     "variant": v.name,
                     "median_s": medians[v.name],
                     "min_s": minima[v.name],
                     "samples_per_s": batch / medians[v.name],
                     "ratio_to_best_dsc": best_median / medians[v.name],
                     "ratio_to_best_dsc_min": best_min / minima[v.name],
-                    "ratio_to_best_dsc_paired": statistics.median(paired),
+                    # The dcls-package variant runs in the first repeats only.
+                    "ratio_to_best_dsc_paired": paired_ratio(dsc_per_repeat, v.seconds[mode]),
                     "runs": len(v.seconds[mode]),
                 }
             )
-    agreement = _agreement(variants)
-    _print_table(results, agreement, log)
-    baked = _baked_agreement(variants)
-    if baked is not None:
-        log(f"baked vs fast path (spread P), inference logits: max rel diff {baked:.2e}")
-    return {
-        "setup": setup,
-        "results": results,
-        "fast_vs_package_max_rel_diff": agreement,
-        "baked_vs_fast_max_rel_diff": baked,
-    }
+    return results
 
 
-def _baked_agreement(variants: list[ModelVariant]) -> float | None:
+def _baked_agreement(variants: list[Timed]) -> float | None:
     """Max |baked - fast| / max |fast| of the last inference outputs (spread positions)."""
     by_name = {v.name: v for v in variants}
     fast = by_name["dcls fast, spread P"].outputs.get("inference")
@@ -237,7 +198,7 @@ def _max_rel_diff(out: torch.Tensor, reference: torch.Tensor) -> float:
     return ((out - reference).abs().max() / reference.abs().max()).item()
 
 
-def _agreement(variants: list[ModelVariant]) -> dict[str, float]:
+def _agreement(variants: list[Timed]) -> dict[str, float]:
     """Max |fast - package| / max |package| of the last outputs (same weights, same input)."""
     by_name = {v.name: v for v in variants}
     if "dcls package" not in by_name:
@@ -255,12 +216,12 @@ def _print_table(
 ) -> None:
     log("")
     log(
-        f"{'mode':10s} {'variant':22s} {'median s':>9s} {'samples/s':>10s} {'x best dsc':>10s}"
+        f"{'mode':10s} {'dtype':9s} {'variant':22s} {'median s':>9s} {'samples/s':>10s} {'x best dsc':>10s}"
         f" {'min s':>8s} {'x (min)':>8s} {'x paired':>8s} {'runs':>5s}"
     )
     for row in results:
         log(
-            f"{row['mode']:10s} {row['variant']:22s} {row['median_s']:9.3f} "
+            f"{row['mode']:10s} {row['dtype']:9s} {row['variant']:22s} {row['median_s']:9.3f} "
             f"{row['samples_per_s']:10.2f} {row['ratio_to_best_dsc']:10.3f} "
             f"{row['min_s']:8.3f} {row['ratio_to_best_dsc_min']:8.3f} "
             f"{row['ratio_to_best_dsc_paired']:8.3f} {row['runs']:5d}"
@@ -295,7 +256,7 @@ def csv_rows(result: dict) -> list[dict]:
             "arch": setup["arch"],
             "input_shape": "x".join(map(str, setup["input_shape"])),
             "batch": setup["batch"],
-            "dtype": setup["dtype"],
+            "dtype": row["dtype"],
             "threads": setup["threads"],
             "device": setup["device"],
             "repeats": setup["repeats"],

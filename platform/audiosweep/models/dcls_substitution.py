@@ -160,6 +160,22 @@ def dcls_positions(model: nn.Module) -> PositionMap:
     return result
 
 
+def spread_positions(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Positions drawn uniformly over the whole dilated grid, as they end up after training.
+
+    At initialisation dcls draws positions near the kernel centre, so the Gaussian kernels have
+    exact-zero borders that the fast path's eval cache crops away; spread positions give dense
+    23x23 kernels and measure the worst case.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for _, layer in position_layers(model):
+            lim = layer.dilated_kernel_size[0] // 2
+            draw = torch.rand(layer.P.shape, generator=generator) * 2 - 1
+            layer.P.copy_(draw * lim)
+    return model
+
+
 @torch.no_grad()
 def clamp_dcls_positions(model: nn.Module) -> None:
     """Clamp every position to its dilated grid (dcls's `clamp_parameters`, once per shared tensor)."""

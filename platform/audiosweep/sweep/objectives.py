@@ -33,37 +33,46 @@ MIN_REPEATS = 5
 
 def throughput_vs_dsc(cfg: TrialConfig, num_classes: int) -> dict[str, float]:
     """``throughput_ratio_vs_dsc`` and the two models' samples/s (medians) for ``cfg``'s
-    model at the bench input shape (``bench.batch`` × ``audio.n_mels`` × ``bench.frames``)."""
+    model at the sweep measurement's input shape (`sweep.throughput.input_shape`)."""
     import torch
 
-    from audiosweep.bench.dcls import spread_positions, time_interleaved
     from audiosweep.models import create_model_from_config
+    from audiosweep.models.dcls_substitution import spread_positions
+    from audiosweep.sweep.throughput import input_shape
+    from audiosweep.train.side_by_side import Timed, paired_ratio, time_interleaved
 
-    batch = cfg.bench.batch
+    shape = input_shape(cfg)
     with torch.random.fork_rng():  # leave the caller's random streams as they were
         torch.manual_seed(0)
         model = spread_positions(create_model_from_config(cfg, num_classes))
         dsc = create_model_from_config(cfg.with_overrides({"model.conv": "dsc"}), num_classes)
-        models = {
-            "model": model,
-            "model_cl": copy.deepcopy(model).to(memory_format=torch.channels_last),
-            "dsc": dsc,
-            "dsc_cl": copy.deepcopy(dsc).to(memory_format=torch.channels_last),
-        }
-        x = torch.randn(batch, 1, cfg.audio.n_mels, cfg.bench.frames)
-        seconds = time_interleaved(
-            models,
-            x,
-            max(MIN_REPEATS, cfg.bench.repeats),
-            channels_last=frozenset({"model_cl", "dsc_cl"}),
+        entries = [
+            Timed("model", model, modes=("inference",)),
+            Timed("model_cl", _channels_last(model), True, modes=("inference",)),
+            Timed("dsc", dsc, modes=("inference",)),
+            Timed("dsc_cl", _channels_last(dsc), True, modes=("inference",)),
+        ]
+        x = torch.randn(*shape)
+        time_interleaved(
+            entries,
+            modes=("inference",),
+            x=x,
+            target=torch.zeros(shape[0], num_classes),
+            repeats=max(MIN_REPEATS, cfg.bench.repeats),
         )
+    seconds = {e.name: e.seconds["inference"] for e in entries}
     best = {
         name: [min(a, b) for a, b in zip(seconds[name], seconds[f"{name}_cl"], strict=True)]
         for name in ("model", "dsc")
     }
-    paired = [d / m for d, m in zip(best["dsc"], best["model"], strict=True)]
     return {
-        THROUGHPUT_RATIO: statistics.median(paired),
-        "objective_infer_samples_per_s": batch / statistics.median(best["model"]),
-        "objective_dsc_infer_samples_per_s": batch / statistics.median(best["dsc"]),
+        THROUGHPUT_RATIO: paired_ratio(best["dsc"], best["model"]),
+        "objective_infer_samples_per_s": shape[0] / statistics.median(best["model"]),
+        "objective_dsc_infer_samples_per_s": shape[0] / statistics.median(best["dsc"]),
     }
+
+
+def _channels_last(model):
+    import torch
+
+    return copy.deepcopy(model).to(memory_format=torch.channels_last)

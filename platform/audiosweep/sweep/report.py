@@ -1,5 +1,8 @@
-"""The paper's Table 1 rebuilt from MLflow: per case mAP mean ± std over seeds, parameters and
-throughput, and per architecture the DCLS − DSC difference with a Welch t-test.
+"""The paper's Table 1 rebuilt from MLflow: per case mAP mean ± std over seeds, parameters,
+cost per clip and throughput, and per architecture the DCLS − DSC difference with a Welch t-test.
+
+Throughput comes from the sweep's controlled side-by-side measurement on its parent run
+(`sweep/throughput.py`), never from the trials, which timed themselves on shared cores.
 
 Single-label sweeps (``data.task=singlelabel``, e.g. SP4ASC on scenes) get accuracy and log
 loss instead of mAP: `sweep.report_scenes`."""
@@ -12,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from audiosweep import tracking
-from audiosweep.sweep import tables
+from audiosweep.sweep import tables, throughput
 
 # Table 1 of Khalfaoui-Hassani, Masquelier & Pellegrini, "Audio classification with Dilated
 # Convolution with Learnable Spacings" (NeurIPS 2023 ML4Audio workshop, arXiv 2309.13972):
@@ -103,6 +106,8 @@ def fetch_trials(mlflow, family: str, sweep_id: str) -> list[dict[str, Any]]:
                 "params_dcls_positions": metrics.get("params_dcls_positions"),
                 "infer_samples_per_s": metrics.get("infer_samples_per_s"),
                 "train_samples_per_s": metrics.get("train_samples_per_s"),
+                "macs_per_clip": metrics.get("macs_per_clip"),
+                "train_step_peak_bytes": metrics.get("train_step_peak_bytes"),
                 "wall_time_s": metrics.get("wall_time_s"),
                 "task": params.get("data.task", "multilabel"),
                 "label": params.get("sweep.label", ""),
@@ -127,7 +132,16 @@ def build_report(mlflow, family: str, sweep_id: str) -> dict[str, Any]:
         from audiosweep.sweep import report_scenes
 
         rep = report_scenes.build([t for t in trials if t["task"] == "singlelabel"])
-        return {"family": family, "sweep_id": sweep_id, "trials": trials, **rep}
+        controlled = fetch_throughput(mlflow, family, sweep_id)
+        throughput.attach(rep["rows"], controlled)
+        rep["diffs"] = report_scenes.dcls_vs_dsc(rep["rows"])
+        return {
+            "family": family,
+            "sweep_id": sweep_id,
+            "trials": trials,
+            **rep,
+            "throughput": controlled,
+        }
     finished = [t for t in trials if t["status"] == "FINISHED" and t["final_map"] is not None]
     groups: dict[tuple, list[dict]] = {}
     for t in finished:
@@ -152,8 +166,11 @@ def build_report(mlflow, family: str, sweep_id: str) -> dict[str, Any]:
                 "seeds": len(members),
                 "maps": maps,
                 "infer_samples_per_s": statistics.median(thr) if thr else math.nan,
+                **cost_of(members),
             }
         )
+    controlled = fetch_throughput(mlflow, family, sweep_id)
+    throughput.attach(rows, controlled)
     chances = [t["chance_map"] for t in finished if t["chance_map"] is not None]
     chance = statistics.median(chances) if chances else math.nan
     for row in rows:
@@ -169,7 +186,38 @@ def build_report(mlflow, family: str, sweep_id: str) -> dict[str, Any]:
         "diffs": dcls_vs_dsc(rows),
         "trials": trials,
         "paper": PAPER_ROWS,
+        "throughput": controlled,
     }
+
+
+def fetch_throughput(mlflow, family: str, sweep_id: str) -> dict[str, Any] | None:
+    """The controlled throughput measurement logged to the sweep's parent run, if any."""
+    exp = mlflow.get_experiment_by_name(family)
+    parent = exp and tracking.find_run(
+        mlflow, exp.experiment_id, {tracking.SWEEP_TAG: sweep_id, tracking.ROLE_TAG: "sweep"}
+    )
+    if not parent:
+        return None
+    return throughput.from_run(parent.data.metrics, parent.data.tags)
+
+
+def cost_of(members: list[dict[str, Any]]) -> dict[str, float]:
+    """A case's MACs per clip and training-step peak memory: medians over its trials (equal
+    but for the trials' batch sizes)."""
+    out = {}
+    for key in ("macs_per_clip", "train_step_peak_bytes"):
+        values = [m[key] for m in members if m.get(key) is not None]
+        out[key] = statistics.median(values) if values else math.nan
+    return out
+
+
+def _speed_ratio(other: dict[str, Any], base: dict[str, Any], mode: str) -> float:
+    """The paired ratio of the controlled measurement; else the ratio of the two medians."""
+    paired = other.get(f"{mode}_x_dsc", math.nan)
+    if not math.isnan(paired):
+        return paired
+    a, b = other.get(f"{mode}_samples_per_s"), base.get(f"{mode}_samples_per_s")
+    return a / b if a and b else math.nan
 
 
 def dcls_vs_dsc(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -192,20 +240,32 @@ def dcls_vs_dsc(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                         "diff": other["map_mean"] - base["map_mean"],
                         "p_value": p,
                         "seeds": f"{len(a)} vs {len(b)}",
-                        "throughput_ratio": other["infer_samples_per_s"]
-                        / base["infer_samples_per_s"]
-                        if base["infer_samples_per_s"]
-                        else math.nan,
+                        "throughput_ratio": _speed_ratio(other, base, "infer"),
+                        "train_throughput_ratio": _speed_ratio(other, base, "train"),
                     }
                 )
     return out
+
+
+COST_NOTE = (
+    "Cost per trial (logged with each): MMACs / clip, torch's FLOP counter over an eval forward "
+    "of one clip, halved (convolutions and matmuls; element-wise work not counted); "
+    "train-step peak, the most tensor memory alive at once in one forward + loss + backward "
+    "at the trial's batch, model included, optimiser state not (CUDA: the allocator's peak; "
+    "CPU: every tensor storage followed from allocation to release)."
+)
 
 
 def markdown(rep: dict[str, Any]) -> str:
     if rep.get("task") == "singlelabel":
         from audiosweep.sweep import report_scenes
 
-        return report_scenes.markdown(rep)
+        return (
+            report_scenes.markdown(rep)
+            + "\n"
+            + throughput.method_text(rep.get("throughput"))
+            + "\n"
+        )
     lines = [
         f"## {rep['family']} — {rep['sweep_id']}",
         "",
@@ -219,6 +279,9 @@ def markdown(rep: dict[str, Any]) -> str:
                 "× chance",
                 "seeds",
                 "inference (samples/s)",
+                "train step (samples/s)",
+                "MMACs / clip",
+                "train-step peak (MB)",
             ),
             (
                 (
@@ -230,6 +293,9 @@ def markdown(rep: dict[str, Any]) -> str:
                     tables.cell(r.get("x_chance"), ".2f"),
                     r["seeds"],
                     tables.cell(r["infer_samples_per_s"], ".1f"),
+                    tables.cell(r.get("train_samples_per_s"), ".1f"),
+                    tables.cell(r.get("macs_per_clip", math.nan) / 1e6, ",.1f"),
+                    tables.cell(r.get("train_step_peak_bytes", math.nan) / 1e6, ",.0f"),
                 )
                 for r in rep["rows"]
             ),
@@ -251,7 +317,8 @@ def markdown(rep: dict[str, Any]) -> str:
                     "ΔmAP vs DSC (points)",
                     "Welch p",
                     "seeds",
-                    "throughput vs DSC",
+                    "inference vs DSC",
+                    "train step vs DSC",
                 ),
                 (
                     (
@@ -261,11 +328,13 @@ def markdown(rep: dict[str, Any]) -> str:
                         tables.cell(d["p_value"], ".3g"),
                         d["seeds"],
                         f"{tables.cell(d['throughput_ratio'], '.2f')}×",
+                        f"{tables.cell(d.get('train_throughput_ratio'), '.2f')}×",
                     )
                     for d in rep["diffs"]
                 ),
             ),
         ]
+    lines += ["", throughput.method_text(rep.get("throughput")), "", COST_NOTE]
     if rep.get("pareto"):
         from audiosweep.sweep import report_pareto
 
@@ -298,6 +367,11 @@ CSV_FIELDS = [
     "x_chance",
     "seeds",
     "infer_samples_per_s",
+    "train_samples_per_s",
+    "infer_x_dsc",
+    "train_x_dsc",
+    "macs_per_clip",
+    "train_step_peak_bytes",
 ]
 
 

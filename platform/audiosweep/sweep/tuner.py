@@ -168,6 +168,7 @@ def run_sweep(
     wall = time.time() - start
     _close_stopped_trials(mlflow, space.family, plan.sweep_id)
     errors = [r.error for r in results if r.error is not None]
+    log_controlled_throughput(mlflow, parent_id, results, base, plan.num_classes)
     rep = report.build_report(mlflow, space.family, plan.sweep_id)
     report.publish_to(mlflow, parent_id, rep, plan.layout.report_dir)
     trial_time = sum(r.get("wall_time_s") or 0 for r in rep["trials"])
@@ -189,6 +190,35 @@ def run_sweep(
             f"[audiosweep] {len(errors)} trial(s) failed; finished ones are kept. First error:\n{errors[0]}"
         )
     return rep
+
+
+def log_controlled_throughput(
+    mlflow, parent_id: str, results: Any, base: TrialConfig, num_classes: int
+) -> None:
+    """Measure every case's throughput side by side (`sweep/throughput.py`) and log it to the
+    parent run. A failure here is reported, not raised: the trials' results stand without it,
+    and the report then says it has no throughput."""
+    from audiosweep import tracking
+    from audiosweep.sweep import throughput
+
+    started = time.time()
+    try:
+        measurement = throughput.measure_sweep(results, base, num_classes)
+    except Exception as err:  # noqa: BLE001 - any failure leaves the report without throughput
+        print(f"[audiosweep] controlled throughput measurement failed: {err!r}")
+        return
+    if measurement is None:
+        return
+    metrics, tags = throughput.to_run(measurement)
+    tracking.log_metrics(mlflow, parent_id, metrics, step=0)
+    for key, value in tags.items():
+        mlflow.set_tag(parent_id, key, value)
+    setup = measurement["setup"]
+    print(
+        f"[audiosweep] throughput of {len(measurement['cases'])} cases measured side by side on "
+        f"{setup['device']} ({setup['threads']} threads), input {setup['input_shape']}, "
+        f"{setup['repeats']} repeats, in {time.time() - started:.0f}s"
+    )
 
 
 def trial_driver_resources(base: TrialConfig) -> dict[str, float]:

@@ -100,5 +100,6 @@ SUMMARY_KEYS = (
     "eval_log_loss",
     "params_total",
     "train_samples_per_s",
-    "infer_samples_per_s",
+    "macs_per_clip",
+    "train_step_peak_bytes",
 )

@@ -30,11 +30,12 @@ from audiosweep.config import TrialConfig
 from audiosweep.data.epoch_clock import EpochClock
 from audiosweep.models import clamp_dcls_positions
 from audiosweep.train import checkpoint as ckpt
+from audiosweep.train.cost import clip_shape, cost_figures
 from audiosweep.train.ema import WeightEma
 from audiosweep.train.recipe import Recipe
 from audiosweep.train.seeding import derive_seed, seed_everything
 from audiosweep.train.session import RayTrainSession, WorkerSession
-from audiosweep.train.throughput import StepTimer, inference_throughput
+from audiosweep.train.throughput import StepTimer
 from audiosweep.train.worker_data import gather_rows, gather_strings, iterate
 from audiosweep.train.worker_state import WorkerState, build_worker_state, save_epoch_checkpoint
 
@@ -112,15 +113,15 @@ def run_worker(config: dict[str, Any], session: WorkerSession) -> None:
         }
         metrics["best_map"] = state.track_best(metrics["eval_map"])
         if last and rank == 0:
+            # What a clip and a step cost, which no other trial's load changes. Speed is
+            # measured once per sweep, side by side, when the trials are done
+            # (sweep/throughput.py): timed here it would share the cores with other trials.
             metrics.update(
-                inference_throughput(
+                cost_figures(
                     ckpt.unwrap(state.model),
-                    batch=cfg.bench.batch,
-                    n_mels=cfg.audio.n_mels,
-                    frames=cfg.bench.frames,
-                    device=device,
-                    repeats=cfg.bench.repeats,
-                    dtype=cfg.bench.dtype,
+                    batch=cfg.train.batch_size,
+                    clip_shape=clip_shape(cfg),
+                    num_classes=num_classes,
                 )
             )
         report(session, state, cfg, metrics, result, config["class_names"], epoch=epoch, last=last)

@@ -1,19 +1,18 @@
-"""Throughput measured the same way for every case.
+"""A trial's own training throughput: steady-state samples/s over the steps after a few warm-up
+steps of each epoch (the first steps pay for the data pipeline's start, allocator growth,
+kernel-cache builds and cuDNN autotuning).
 
-Training: steady-state samples/s over the steps after a few warm-up steps of each epoch (the
-first steps pay for the data pipeline's start, allocator growth, kernel-cache builds and cuDNN
-autotuning). Inference: a fixed
-batch at the paper's input shape, timed after one warm-up pass, median of repeats.
+It shares the machine with whatever else runs (other trials, their data pipelines), so it
+describes this run, not the model: the sweep report compares models by the controlled
+side-by-side measurement of `sweep/throughput.py`.
 """
 
 from __future__ import annotations
 
-import statistics
 import time
 from dataclasses import dataclass, field
 
 import torch
-from torch import nn
 
 
 def _sync(device: torch.device) -> None:
@@ -64,44 +63,3 @@ class StepTimer:
     @property
     def samples_per_second(self) -> float:
         return self.samples / self.seconds if self.seconds > 0 else float("nan")
-
-
-@torch.no_grad()
-def inference_throughput(
-    model: nn.Module,
-    *,
-    batch: int,
-    n_mels: int,
-    frames: int,
-    device: torch.device,
-    repeats: int = 3,
-    dtype: str = "float32",
-) -> dict[str, float | int | str]:
-    """Samples/s of an eval forward pass on a random (batch, 1, n_mels, frames) input."""
-    was_training = model.training
-    model.eval()
-    x = torch.randn(batch, 1, n_mels, frames, device=device)
-    autocast_dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(dtype)
-    times = []
-    try:
-        with torch.autocast(
-            device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None
-        ):
-            model(x)  # warm-up: kernel caches, allocator
-            for _ in range(max(1, repeats)):
-                _sync(device)
-                t0 = time.perf_counter()
-                model(x)
-                _sync(device)
-                times.append(time.perf_counter() - t0)
-    finally:
-        model.train(was_training)
-    median = statistics.median(times)
-    return {
-        "infer_samples_per_s": batch / median,
-        "infer_batch": batch,
-        "infer_shape": f"{batch}x1x{n_mels}x{frames}",
-        "infer_dtype": dtype,
-        "infer_threads": torch.get_num_threads(),
-        "infer_device": str(device),
-    }

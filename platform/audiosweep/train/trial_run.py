@@ -16,7 +16,7 @@ from audiosweep import tracking
 from audiosweep.config import TrialConfig
 
 SINGLE_RUN_EXPERIMENT = "audiosweep-train"
-SUMMARY_TAGS = ("infer_shape", "infer_dtype", "infer_threads", "infer_device")
+SUMMARY_TAGS = ("cost_clip_shape",)
 
 
 class TrialRun:
@@ -70,7 +70,8 @@ class TrialRun:
             "params_total": final.get("params_total"),
             "params_dcls_positions": final.get("params_dcls_positions"),
             "train_samples_per_s": final.get("train_samples_per_s"),
-            "infer_samples_per_s": final.get("infer_samples_per_s"),
+            "macs_per_clip": final.get("macs_per_clip"),
+            "train_step_peak_bytes": final.get("train_step_peak_bytes"),
             "wall_time_s": time.time() - self.started,
         }
         tracking.log_metrics(self.mlflow, self.run_id, summary, step=int(final.get("epoch", 0)))
