@@ -1,4 +1,4 @@
-"""``audiosweep prepare audioset|hf|demo|...``, ``audiosweep verify`` and ``audiosweep summary``."""
+"""``audiosweep prepare audioset|hf|hdf5|wds|demo|...``, ``audiosweep verify`` and ``audiosweep summary``."""
 
 from __future__ import annotations
 
@@ -108,6 +108,55 @@ def _prepare_hf(args: argparse.Namespace) -> int:
     )
 
 
+def _split_files(args: argparse.Namespace) -> dict[str, list[str]]:
+    splits = {"train": args.train}
+    if args.eval:
+        splits["eval"] = args.eval
+    return splits
+
+
+def _official(args: argparse.Namespace) -> dict[str, str]:
+    lists = {"train": args.segments, "eval": args.eval_segments}
+    return {split: csv for split, csv in lists.items() if csv}
+
+
+def _prepare_hdf5(args: argparse.Namespace) -> int:
+    from .ingest import resolve_labels
+    from .ingest_hdf5 import prepare_hdf5
+
+    return _ingest(
+        args,
+        prepare_hdf5,
+        labels=resolve_labels(args.labels),
+        splits=_split_files(args),
+        layout=args.layout,
+        official=_official(args),
+    )
+
+
+def _prepare_wds(args: argparse.Namespace) -> int:
+    from .ingest import resolve_labels
+    from .ingest_wds import prepare_wds
+
+    return _ingest(
+        args,
+        prepare_wds,
+        labels=resolve_labels(args.labels),
+        splits=_split_files(args),
+        official=_official(args),
+    )
+
+
+def _coverage_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--segments",
+        default=None,
+        help="official segments CSV of split 'train': the manifest records which of its clips "
+        "are present, missing and extra",
+    )
+    p.add_argument("--eval-segments", default=None, help="the same for split 'eval'")
+
+
 def _summary(args: argparse.Namespace) -> int:
     from .summary import print_summary
 
@@ -193,6 +242,30 @@ def register(sub) -> None:
     _common_output(p)
     _ingest_options(p)
     p.set_defaults(func=_prepare_hf)
+
+    p = sources.add_parser(
+        "hdf5", help="AudioSet HDF5 files as PANNs (waveform) or PaSST/EfficientAT (mp3) write them"
+    )
+    p.add_argument("--train", required=True, nargs="+", help="HDF5 file(s) or glob(s) -> 'train'")
+    p.add_argument("--eval", default=None, nargs="+", help="HDF5 file(s) or glob(s) -> 'eval'")
+    p.add_argument(
+        "--layout",
+        default=None,
+        choices=["panns", "passt"],
+        help="force the layout (default: detected from the datasets each file holds)",
+    )
+    _coverage_options(p)
+    _common_output(p)
+    _ingest_options(p)
+    p.set_defaults(func=_prepare_hdf5)
+
+    p = sources.add_parser("wds", help="webdataset tar shards (audio + json or cls per key)")
+    p.add_argument("--train", required=True, nargs="+", help="tar shard glob(s) -> 'train'")
+    p.add_argument("--eval", default=None, nargs="+", help="tar shard glob(s) -> 'eval'")
+    _coverage_options(p)
+    _common_output(p)
+    _ingest_options(p)
+    p.set_defaults(func=_prepare_wds)
 
     p = sources.add_parser("demo", help="the embedded synthetic demo dataset (10 classes)")
     p.add_argument("--train-clips", type=int, default=1000, help="clips in split 'train'")
