@@ -100,6 +100,21 @@ def test_grid_smoke_via_ray_job_submit(ray_head, mlflow_server, smoke_dataset, t
             assert metrics["params_dcls_positions"] > 0
         cases.setdefault(tags["case"], set()).add(int(tags["seed"]))
     assert len(cases) == 6 and all(seeds == {0, 1, 2} for seeds in cases.values())
+    # Every trial run carries the dataset it read as MLflow inputs, digest = its fingerprint.
+    from audiosweep.data import DatasetInfo
+
+    fingerprint = DatasetInfo.load(smoke_dataset).fingerprint[:16]
+    assert parent.data.tags["audiosweep.dataset"] == fingerprint
+    for child in children:
+        inputs = {
+            d.dataset.name: ({t.key: t.value for t in d.tags}, d.dataset.digest)
+            for d in client.get_run(child.info.run_id).inputs.dataset_inputs
+        }
+        assert inputs == {
+            f"{smoke_dataset.name}/train": ({"mlflow.data.context": "training"}, fingerprint),
+            f"{smoke_dataset.name}/eval": ({"mlflow.data.context": "evaluation"}, fingerprint),
+        }
+        assert child.data.tags["audiosweep.dataset"] == fingerprint
 
     artifacts = {a.path for a in client.list_artifacts(children[0].info.run_id)}
     assert {"config.yaml", "per_class_ap.csv", "learning_curves.png"} <= artifacts
@@ -117,6 +132,7 @@ def test_grid_smoke_via_ray_job_submit(ray_head, mlflow_server, smoke_dataset, t
         assert row["map_mean"] not in ("", "nan") and row["map_std"] not in ("", "nan")
     md = _download_text(client, parent.info.run_id, "report/report.md", tmp_path)
     assert md.count("±") >= 6 and "Welch p" in md
+    assert f"Dataset fingerprint: {fingerprint} (18 trials)." in md
     assert "report.png" in {
         Path(a.path).name for a in client.list_artifacts(parent.info.run_id, "report")
     }

@@ -114,6 +114,7 @@ def fetch_trials(mlflow, family: str, sweep_id: str) -> list[dict[str, Any]]:
                 "chance_log_loss": metrics.get("eval_chance_log_loss"),
                 "infer_shape": tags.get("infer_shape"),
                 "infer_threads": tags.get("infer_threads"),
+                "dataset": tags.get(tracking.DATASET_TAG),
             }
         )
     return sorted(
@@ -127,7 +128,13 @@ def build_report(mlflow, family: str, sweep_id: str) -> dict[str, Any]:
         from audiosweep.sweep import report_scenes
 
         rep = report_scenes.build([t for t in trials if t["task"] == "singlelabel"])
-        return {"family": family, "sweep_id": sweep_id, "trials": trials, **rep}
+        return {
+            "family": family,
+            "sweep_id": sweep_id,
+            "trials": trials,
+            "datasets": datasets_of(trials),
+            **rep,
+        }
     finished = [t for t in trials if t["status"] == "FINISHED" and t["final_map"] is not None]
     groups: dict[tuple, list[dict]] = {}
     for t in finished:
@@ -165,8 +172,42 @@ def build_report(mlflow, family: str, sweep_id: str) -> dict[str, Any]:
         "rows": rows,
         "diffs": dcls_vs_dsc(rows),
         "trials": trials,
+        "datasets": datasets_of(trials),
         "paper": PAPER_ROWS,
     }
+
+
+def datasets_of(trials: list[dict[str, Any]]) -> dict[str, int]:
+    """Trials per dataset fingerprint (``unknown``: a run logged without one)."""
+    counts: dict[str, int] = {}
+    for t in trials:
+        key = t.get("dataset") or "unknown"
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def dataset_line(rep: dict[str, Any]) -> str:
+    """The line under the table naming the dataset the scores were computed on."""
+    datasets = rep.get("datasets") or {}
+    if len(datasets) == 1:
+        ((fp, n),) = datasets.items()
+        return f"Dataset fingerprint: {fp} ({n} trial{'s' if n != 1 else ''})."
+    if not datasets:
+        return "Dataset fingerprint: no trials."
+    listed = ", ".join(f"{fp} ({n})" for fp, n in datasets.items())
+    return f"Dataset fingerprints differ between trials: {listed}; their scores do not compare."
+
+
+def compare_datasets(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """Whether two reports' scores were computed on the same dataset."""
+    da, db = set(a.get("datasets") or {}), set(b.get("datasets") or {})
+    names = f"{a['sweep_id']} and {b['sweep_id']}"
+    if da == db and len(da) == 1 and "unknown" not in da:
+        return f"{names} used the same dataset ({next(iter(da))}): their scores compare."
+    return (
+        f"{names} used different datasets ({', '.join(sorted(da)) or 'none'} vs "
+        f"{', '.join(sorted(db)) or 'none'}): their scores do not compare."
+    )
 
 
 def dcls_vs_dsc(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -202,7 +243,7 @@ def markdown(rep: dict[str, Any]) -> str:
     if rep.get("task") == "singlelabel":
         from audiosweep.sweep import report_scenes
 
-        return report_scenes.markdown(rep)
+        return report_scenes.markdown(rep) + "\n" + dataset_line(rep) + "\n"
     lines = [
         f"## {rep['family']} — {rep['sweep_id']}",
         "",
@@ -234,6 +275,8 @@ def markdown(rep: dict[str, Any]) -> str:
     ]
     chance = rep.get("chance_map", math.nan)
     lines += [
+        "",
+        dataset_line(rep),
         "",
         f"Chance level: {tables.cell(100 * chance, '.2f')} mAP points (the eval split's mean class "
         "prevalence, what random scores reach).",

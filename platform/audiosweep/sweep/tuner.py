@@ -84,6 +84,7 @@ def run_sweep(
         plan.sweep_id,
         tags={"space": space.name, "preset": base.preset, "git_commit": commit},
     )
+    tracking.tag_dataset(mlflow, parent_id, base.data.path)
     tracking.log_params(
         mlflow,
         parent_id,

@@ -28,6 +28,7 @@ class TrialRun:
         self.cfg = cfg
         self.mlflow = tracking.client(uri)
         self.started = time.time()
+        tracking.log_dataset_inputs(self.mlflow, run_id, cfg.data)
 
     @classmethod
     def open_single(cls, uri: str, cfg: TrialConfig) -> TrialRun:
