@@ -21,6 +21,37 @@ def _common_output(p: argparse.ArgumentParser, *, labels: bool = True) -> None:
     p.add_argument("--shard-mb", type=float, default=256, help="shard size bound (MB of audio)")
     p.add_argument("--overwrite", action="store_true", help="replace splits that already exist")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _val_options(p)
+
+
+def _val_options(p: argparse.ArgumentParser, *, required: bool = False) -> None:
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        required=required,
+        default=None,
+        help="carve this fraction of 'train' into a split 'val' (stratified over the labels) "
+        "for model selection (data.val_split=val)",
+    )
+    p.add_argument(
+        "--val-seed", type=int, default=0, help="seed of the validation split's choice (0)"
+    )
+
+
+def _carve(args: argparse.Namespace, dataset: str) -> None:
+    """`--val-fraction`: carve the validation split from what was just written."""
+    if args.val_fraction is None:
+        return
+    from .schema import DatasetInfo
+    from .split import carve_validation, split_report
+
+    entries = carve_validation(
+        dataset,
+        fraction=args.val_fraction,
+        seed=args.val_seed,
+        overwrite=getattr(args, "overwrite", False),
+    )
+    print(split_report(entries, DatasetInfo.load(dataset).class_names))
 
 
 def _format_option(p: argparse.ArgumentParser, choices: list[str]) -> None:
@@ -59,6 +90,7 @@ def _ingest(args: argparse.Namespace, prepare, **source) -> int:
 
     entries = prepare(args.out, **source, **_ingest_kwargs(args))
     print(rejection_summary(entries))
+    _carve(args, args.out)
     print(format_summary(summarize(args.out)))
     return 0
 
@@ -182,6 +214,7 @@ def _generate(args: argparse.Namespace, make) -> int:
         audio_format=args.format,
         **_output_kwargs(args),
     )
+    _carve(args, args.out)
     print_summary(args.out)
     return 0
 
@@ -199,6 +232,22 @@ def _prepare_scene_demo(args: argparse.Namespace) -> int:
     from .scene_demo import prepare_scene_demo
 
     return _generate(args, prepare_scene_demo)
+
+
+def _split(args: argparse.Namespace) -> int:
+    from .split import carve_validation, split_report
+    from .summary import print_summary
+
+    entries = carve_validation(
+        args.dataset,
+        fraction=args.val_fraction,
+        seed=args.val_seed,
+        source_split=args.source_split,
+        val_split=args.name,
+        overwrite=args.overwrite,
+    )
+    print(split_report(entries, print_summary(args.dataset)["class_names"]))
+    return 0
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -307,6 +356,16 @@ def register(sub) -> None:
     _common_output(p, labels=False)
     _format_option(p, ["flac", "wav"])
     p.set_defaults(func=_prepare_scene_demo, sample_rate=16000, clip_seconds=4.0)
+
+    p = sub.add_parser(
+        "split", help="carve a stratified validation split from a dataset's train split"
+    )
+    p.add_argument("dataset", help="dataset folder")
+    _val_options(p, required=True)
+    p.add_argument("--from", dest="source_split", default="train", help="split to carve from")
+    p.add_argument("--name", default="val", help="name of the new split (val)")
+    p.add_argument("--overwrite", action="store_true", help="carve again over an existing one")
+    p.set_defaults(func=_split)
 
     p = sub.add_parser("verify", help="check a dataset's shards against its manifest")
     p.add_argument("dataset", help="dataset folder")

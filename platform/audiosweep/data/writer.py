@@ -270,7 +270,13 @@ class DatasetWriter:
                     f"{root} already holds a complete dataset with split(s) "
                     f"{', '.join(clash)}; pass --overwrite to replace them"
                 )
-            others = {k: v for k, v in existing.items() if k not in self.splits}
+            # A split carved from one being rewritten holds its old rows: it goes with it.
+            others = {
+                k: v
+                for k, v in existing.items()
+                if k not in self.splits
+                and (v.get("carved_from") or {}).get("split") not in self.splits
+            }
             same_kind = (
                 int(manifest["sample_rate"]) == self.sample_rate
                 and manifest.get("task", "multilabel") == self.task
