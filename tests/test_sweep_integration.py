@@ -256,6 +256,16 @@ def test_killed_sweep_driver_resumes_without_rerunning_finished_trials(
 
 
 def test_optuna_search_logs_searched_values(ray_head, mlflow_server, smoke_dataset, tmp_path):
+    """Also selection on a validation split: ASHA and Optuna decide on `val_map` (Tune refuses
+    results without the metric it was given), `best_map` is the best `val_map`, and the eval
+    split is scored as the final score; the runs carry all three splits as dataset inputs."""
+    import shutil
+
+    from audiosweep.data.split import carve_validation
+
+    dataset = tmp_path / "smoke_val"
+    shutil.copytree(smoke_dataset, dataset)
+    carve_validation(dataset, fraction=0.25, seed=0)
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server, "RAY_ADDRESS": ray_head["address"]}
     proc = subprocess.run(
         [
@@ -263,7 +273,8 @@ def test_optuna_search_logs_searched_values(ray_head, mlflow_server, smoke_datas
             "jobs/optuna_search.py",
             "--preset",
             "smoke",
-            f"data.path={smoke_dataset}",
+            f"data.path={dataset}",
+            "data.val_split=val",
             "train.epochs=1",
             "train.num_workers=1",
             "train.cpus_per_worker=0.5",
@@ -283,12 +294,24 @@ def test_optuna_search_logs_searched_values(ray_head, mlflow_server, smoke_datas
     )
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     space = yaml.safe_load((REPO / "search_spaces" / "optuna_dcls.yaml").read_text())["params"]
-    trials = _runs(_client(mlflow_server), "dcls-audio-optuna", "optuna-smoke", "trial")
+    client = _client(mlflow_server)
+    trials = _runs(client, "dcls-audio-optuna", "optuna-smoke", "trial")
     assert len(trials) == 3
     sampled = set()
     for run in trials:
         params = run.data.params
-        assert "eval_map" in run.data.metrics
+        metrics = run.data.metrics
+        assert {"eval_map", "val_map", "best_map"} <= set(metrics)
+        val_curve = [m.value for m in client.get_metric_history(run.info.run_id, "val_map")]
+        eval_curve = [m.value for m in client.get_metric_history(run.info.run_id, "eval_map")]
+        if run.info.status == "FINISHED":
+            assert len(val_curve) == 1 and metrics["final_map"] == eval_curve[-1]
+        assert metrics["best_map"] == max(val_curve)
+        contexts = {
+            d.dataset.name.split("/")[-1]: d.tags[0].value
+            for d in client.get_run(run.info.run_id).inputs.dataset_inputs
+        }
+        assert contexts == {"train": "training", "eval": "evaluation", "val": "validation"}
         ks = int(params["model.dilated_kernel_size"])
         assert ks in space["model.dilated_kernel_size"]["values"]
         kc = int(params["model.kernel_count"])

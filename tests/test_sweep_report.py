@@ -93,3 +93,12 @@ def test_dataset_line_under_the_table_and_two_reports_compared():
     assert "used the same dataset (aaaa)" in report.compare_datasets(one, {**one, "sweep_id": "b"})
     assert "used different datasets (aaaa vs bbbb)" in report.compare_datasets(one, other)
     assert "do not compare" in report.compare_datasets(mixed, mixed)
+
+
+def test_selection_metric_reads_the_validation_split_when_there_is_one():
+    from audiosweep.sweep.tuner import selection_metric
+
+    assert selection_metric("eval_map", None) == "eval_map"
+    assert selection_metric("eval_map", "val") == "val_map"
+    assert selection_metric("eval_log_loss", "val") == "val_log_loss"
+    assert selection_metric("train_loss", "val") == "train_loss"

@@ -241,7 +241,7 @@ def _tune_config(space: SearchSpace, base: TrialConfig, concurrency: int):
             reduction_factor=float(sched.get("reduction_factor", 2)),
         )
     return tune.TuneConfig(
-        metric=space.metric,
+        metric=selection_metric(space.metric, base.data.val_split),
         mode=space.mode,
         search_alg=OptunaSearch(seed=base.train.seed),
         scheduler=scheduler,
@@ -249,6 +249,14 @@ def _tune_config(space: SearchSpace, base: TrialConfig, concurrency: int):
         max_concurrent_trials=concurrency,
         trial_name_creator=_trial_name,
     )
+
+
+def selection_metric(metric: str, val_split: str | None) -> str:
+    """What ASHA and Optuna decide on: an ``eval_*`` metric read from the validation split
+    (``val_*``) when the trials have one, so that no decision looks at the eval split."""
+    if val_split and metric.startswith("eval_"):
+        return "val_" + metric.removeprefix("eval_")
+    return metric
 
 
 def _trial_name(trial) -> str:
