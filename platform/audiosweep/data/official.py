@@ -16,6 +16,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from .segments import read_segments
+
 # YouTube ids are 11 characters of [A-Za-z0-9_-]; downloaders prefix "Y" (ids may start with
 # "-") and append the segment's start (and end) seconds.
 _YTID = re.compile(r"^Y?(?P<id>[A-Za-z0-9_-]{11})(?:_\d+(?:\.\d+)?){0,2}$")
@@ -36,8 +38,6 @@ def audioset_id(name: str) -> str:
 
 def official_ids(segments_csv: str | os.PathLike) -> list[str]:
     """The YouTube ids an official segments CSV lists, in file order."""
-    from .ingest_audioset import read_segments  # it builds on the ingest that imports this
-
     return [seg.ytid for seg in read_segments(segments_csv)]
 
 

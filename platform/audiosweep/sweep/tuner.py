@@ -66,6 +66,7 @@ def run_sweep(
     from audiosweep.sweep import report
     from audiosweep.sweep.progress import SweepProgress
     from audiosweep.sweep.trainable import SweepContext, run_trial_in_tune
+    from audiosweep.train.dataset_inputs import tag_dataset
 
     space, base = plan.space, plan.base
     # Read from what the cluster can grow to, before anything is logged: a trial that can
@@ -84,7 +85,7 @@ def run_sweep(
         plan.sweep_id,
         tags={"space": space.name, "preset": base.preset, "git_commit": commit},
     )
-    tracking.tag_dataset(mlflow, parent_id, base.data.path)
+    tag_dataset(mlflow, parent_id, base.data.path)
     tracking.log_params(
         mlflow,
         parent_id,
