@@ -85,6 +85,10 @@ def test_carve_moves_rows_without_loss_and_keeps_a_complete_dataset(tmp_path):
     assert not (ds / ".split-staging").exists()
     with pytest.raises(DatasetError, match="already has a split 'val'; pass --overwrite"):
         carve_validation(ds, fraction=0.25)
+    # Carving again puts the earlier validation rows back before choosing.
+    carve_validation(ds, fraction=0.5, seed=2, overwrite=True)
+    train, val = _ids(ds, "train"), _ids(ds, "val")
+    assert sorted(train + val) == before and abs(len(val) - 30) <= 3
 
 
 def test_prepare_with_val_fraction_and_the_split_command(tmp_path, capsys):

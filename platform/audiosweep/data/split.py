@@ -116,14 +116,22 @@ def carve_validation(
     info = DatasetInfo.load(dataset_dir)
     root = info.path
     source = info.split(source_split)
-    if val_split in info.splits and not overwrite:
-        raise DatasetError(
-            f"{root} already has a split {val_split!r}; pass --overwrite to carve it again "
-            "(its rows stay in it: carve from a freshly prepared dataset to reshuffle them)"
-        )
+    # Carving again starts from the rows of both: the earlier validation rows go back in.
+    paths = info.shard_paths(source_split)
+    if val_split in info.splits:
+        if not overwrite:
+            raise DatasetError(
+                f"{root} already has a split {val_split!r}; pass --overwrite to carve it again"
+            )
+        if (info.splits[val_split].get("carved_from") or {}).get("split") != source_split:
+            raise DatasetError(
+                f"{root}: split {val_split!r} was not carved from {source_split!r}; "
+                "name the new split otherwise (--name)"
+            )
+        paths += info.shard_paths(val_split)
     ids: list[str] = []
     row_labels: list[tuple[int, ...]] = []
-    for path in info.shard_paths(source_split):
+    for path in paths:
         table = pq.read_table(path, columns=["clip_id", "labels"])
         ids += table.column("clip_id").to_pylist()
         row_labels += [tuple(x) for x in table.column("labels").to_pylist()]
@@ -149,7 +157,7 @@ def carve_validation(
         for side, name in ((False, source_split), (True, val_split))
     }
     index = 0
-    for path in info.shard_paths(source_split):
+    for path in paths:
         for batch in pq.ParquetFile(path).iter_batches(batch_size=64):
             cols = batch.to_pydict()
             for clip_id, audio, rate, frames, labels in zip(
