@@ -1,4 +1,4 @@
-"""`python jobs/prepare_data.py {audioset,hf,demo} ...`: build Parquet shards (see `audiosweep prepare --help`)."""
+"""`python jobs/prepare_data.py {audioset,hf,hdf5,wds,demo} ...`: build Parquet shards (see `audiosweep prepare --help`)."""
 
 import sys
 

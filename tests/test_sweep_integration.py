@@ -101,6 +101,21 @@ def test_grid_smoke_via_ray_job_submit(ray_head, mlflow_server, smoke_dataset, t
             assert metrics["params_dcls_positions"] > 0
         cases.setdefault(tags["case"], set()).add(int(tags["seed"]))
     assert len(cases) == 6 and all(seeds == {0, 1, 2} for seeds in cases.values())
+    # Every trial run carries the dataset it read as MLflow inputs, digest = its fingerprint.
+    from audiosweep.data import DatasetInfo
+
+    fingerprint = DatasetInfo.load(smoke_dataset).fingerprint[:16]
+    assert parent.data.tags["audiosweep.dataset"] == fingerprint
+    for child in children:
+        inputs = {
+            d.dataset.name: ({t.key: t.value for t in d.tags}, d.dataset.digest)
+            for d in client.get_run(child.info.run_id).inputs.dataset_inputs
+        }
+        assert inputs == {
+            f"{smoke_dataset.name}/train": ({"mlflow.data.context": "training"}, fingerprint),
+            f"{smoke_dataset.name}/eval": ({"mlflow.data.context": "evaluation"}, fingerprint),
+        }
+        assert child.data.tags["audiosweep.dataset"] == fingerprint
 
     artifacts = {a.path for a in client.list_artifacts(children[0].info.run_id)}
     assert {"config.yaml", "per_class_ap.csv", "learning_curves.png"} <= artifacts
@@ -127,6 +142,7 @@ def test_grid_smoke_via_ray_job_submit(ray_head, mlflow_server, smoke_dataset, t
     assert "side by side in one process on the CPU, 1 thread, input 2x1x128x201" in md
     for row in rows:
         assert float(row["infer_samples_per_s"]) > 0 and float(row["macs_per_clip"]) > 0
+    assert f"Dataset fingerprint: {fingerprint} (18 trials)." in md
     assert "report.png" in {
         Path(a.path).name for a in client.list_artifacts(parent.info.run_id, "report")
     }
@@ -250,6 +266,16 @@ def test_killed_sweep_driver_resumes_without_rerunning_finished_trials(
 
 
 def test_optuna_search_logs_searched_values(ray_head, mlflow_server, smoke_dataset, tmp_path):
+    """Also selection on a validation split: ASHA and Optuna decide on `val_map` (Tune refuses
+    results without the metric it was given), `best_map` is the best `val_map`, and the eval
+    split is scored as the final score; the runs carry all three splits as dataset inputs."""
+    import shutil
+
+    from audiosweep.data.split import carve_validation
+
+    dataset = tmp_path / "smoke_val"
+    shutil.copytree(smoke_dataset, dataset)
+    carve_validation(dataset, fraction=0.25, seed=0)
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server, "RAY_ADDRESS": ray_head["address"]}
     proc = subprocess.run(
         [
@@ -257,7 +283,8 @@ def test_optuna_search_logs_searched_values(ray_head, mlflow_server, smoke_datas
             "jobs/optuna_search.py",
             "--preset",
             "smoke",
-            f"data.path={smoke_dataset}",
+            f"data.path={dataset}",
+            "data.val_split=val",
             "train.epochs=1",
             "train.num_workers=1",
             "train.cpus_per_worker=0.5",
@@ -277,12 +304,24 @@ def test_optuna_search_logs_searched_values(ray_head, mlflow_server, smoke_datas
     )
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     space = yaml.safe_load((REPO / "search_spaces" / "optuna_dcls.yaml").read_text())["params"]
-    trials = _runs(_client(mlflow_server), "dcls-audio-optuna", "optuna-smoke", "trial")
+    client = _client(mlflow_server)
+    trials = _runs(client, "dcls-audio-optuna", "optuna-smoke", "trial")
     assert len(trials) == 3
     sampled = set()
     for run in trials:
         params = run.data.params
-        assert "eval_map" in run.data.metrics
+        metrics = run.data.metrics
+        assert {"eval_map", "val_map", "best_map"} <= set(metrics)
+        val_curve = [m.value for m in client.get_metric_history(run.info.run_id, "val_map")]
+        eval_curve = [m.value for m in client.get_metric_history(run.info.run_id, "eval_map")]
+        if run.info.status == "FINISHED":
+            assert len(val_curve) == 1 and metrics["final_map"] == eval_curve[-1]
+        assert metrics["best_map"] == max(val_curve)
+        contexts = {
+            d.dataset.name.split("/")[-1]: d.tags[0].value
+            for d in client.get_run(run.info.run_id).inputs.dataset_inputs
+        }
+        assert contexts == {"train": "training", "eval": "evaluation", "val": "validation"}
         ks = int(params["model.dilated_kernel_size"])
         assert ks in space["model.dilated_kernel_size"]["values"]
         kc = int(params["model.kernel_count"])

@@ -78,3 +78,27 @@ def test_report_plot_starts_at_zero_and_draws_the_chance_level(tmp_path, monkeyp
     chance_lines = [line for line in ax.get_lines() if list(line.get_ydata()) == [0.2, 0.2]]
     assert len(chance_lines) == 1
     assert (tmp_path / "r.png").stat().st_size > 0
+
+
+def test_dataset_line_under_the_table_and_two_reports_compared():
+    trials = [{"dataset": "aaaa"}, {"dataset": "aaaa"}, {"dataset": None}]
+    base = {"family": "f", "chance_map": 0.2, "rows": ROWS, "diffs": [], "paper": []}
+    one = {**base, "sweep_id": "one", "datasets": report.datasets_of(trials[:2])}
+    mixed = {**base, "sweep_id": "mixed", "datasets": report.datasets_of(trials)}
+    other = {**base, "sweep_id": "other", "datasets": {"bbbb": 3}}
+    text = report.markdown(one)
+    table_end = text.index("| 35.00 ± 1.00")
+    assert text.index("Dataset fingerprint: aaaa (2 trials).") > table_end
+    assert "differ between trials: aaaa (2), unknown (1)" in report.markdown(mixed)
+    assert "used the same dataset (aaaa)" in report.compare_datasets(one, {**one, "sweep_id": "b"})
+    assert "used different datasets (aaaa vs bbbb)" in report.compare_datasets(one, other)
+    assert "do not compare" in report.compare_datasets(mixed, mixed)
+
+
+def test_selection_metric_reads_the_validation_split_when_there_is_one():
+    from audiosweep.sweep.tuner import selection_metric
+
+    assert selection_metric("eval_map", None) == "eval_map"
+    assert selection_metric("eval_map", "val") == "val_map"
+    assert selection_metric("eval_log_loss", "val") == "val_log_loss"
+    assert selection_metric("train_loss", "val") == "train_loss"

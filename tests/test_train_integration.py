@@ -29,7 +29,7 @@ def _metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def test_smoke_trial_writes_metrics_and_checkpoint(trained_run):
+def test_smoke_trial_writes_metrics_and_checkpoint(trained_run, smoke_dataset):
     run_dir = trained_run.run_dir
     rows = _metrics(run_dir)
     assert [r["epoch"] for r in rows] == list(range(1, EPOCHS + 1))
@@ -43,6 +43,16 @@ def test_smoke_trial_writes_metrics_and_checkpoint(trained_run):
     assert last["cost_clip_shape"] == "1x128x201"  # 2 s at 32 kHz, hop 320
     assert (run_dir / "config.yaml").is_file()
     assert len((run_dir / "per_class_ap.csv").read_text().splitlines()) == 1 + 10
+    # The run names the dataset it read: its splits as MLflow inputs, digest = the fingerprint.
+    from audiosweep.data import DatasetInfo
+
+    run = trained_run.client.get_run(trained_run.run.info.run_id)
+    fingerprint = DatasetInfo.load(smoke_dataset).fingerprint[:16]
+    assert {
+        (d.dataset.name.rsplit("/", 1)[-1], d.tags[0].value, d.dataset.digest)
+        for d in run.inputs.dataset_inputs
+    } == {("train", "training", fingerprint), ("eval", "evaluation", fingerprint)}
+    assert run.data.tags["audiosweep.dataset"] == fingerprint
 
     from audiosweep.models import create_model
     from audiosweep.train.checkpoint import load_model_weights, load_training_state

@@ -39,6 +39,9 @@ class DataConfig:
     prepare: str | None = None
     train_split: str = "train"
     eval_split: str = "eval"
+    # A split for model selection (`prepare --val-fraction`, `audiosweep split`): when set,
+    # best_map, ASHA and Optuna read it and the eval split only scores (null: eval decides).
+    val_split: str | None = None
     clip_seconds: float | None = None  # None: the dataset manifest's clip length
     shuffle_buffer: int = 256  # Ray Data local shuffle buffer (rows) for training
     # Rows each read task draws from many row groups and emits in one random order, before

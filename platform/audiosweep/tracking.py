@@ -26,6 +26,8 @@ NODE_TAG = "audiosweep.node_id"
 # Set on a trial run that failed in a way a rerun would repeat (its first error line).
 FAILURE_TAG = "audiosweep.deterministic_failure"
 LOCAL_URI_FILE = Path(".local") / "infra" / "mlflow_uri"
+# The fingerprint (shortened) of the dataset a run or a sweep read.
+DATASET_TAG = "audiosweep.dataset"
 
 
 def configured_uri(explicit: str | None = None) -> str | None:
@@ -198,11 +200,18 @@ class MLflowEpochCallback(UserCallback):
 
     EPOCH_KEYS = ("train_loss", "lr", "best_map", "train_samples_per_s", "epoch_seconds")
     # Every eval score (plain, _tta, _ema) is a curve; clip and class counts are not.
-    NOT_CURVES = ("eval_clips", "eval_map_excluded_classes")
+    NOT_CURVES = (
+        "eval_clips",
+        "eval_map_excluded_classes",
+        "val_clips",
+        "val_map_excluded_classes",
+    )
 
     @classmethod
     def is_epoch_metric(cls, key: str) -> bool:
-        return key in cls.EPOCH_KEYS or (key.startswith("eval_") and key not in cls.NOT_CURVES)
+        return key in cls.EPOCH_KEYS or (
+            key.startswith(("eval_", "val_")) and key not in cls.NOT_CURVES
+        )
 
     def __init__(self, uri: str, run_id: str) -> None:
         self.uri = uri

@@ -80,3 +80,11 @@ def container_of(source: bytes) -> str | None:
         return sf.info(io.BytesIO(source)).format.lower()
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
         return None
+
+
+def subtype_of(source: bytes) -> str | None:
+    """The sample encoding soundfile sees in ``source`` (e.g. ``"PCM_16"``, ``"FLOAT"``), or None."""
+    try:
+        return sf.info(io.BytesIO(source)).subtype
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
+        return None

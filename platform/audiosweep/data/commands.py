@@ -1,4 +1,4 @@
-"""``audiosweep prepare audioset|hf|demo|...``, ``audiosweep verify`` and ``audiosweep summary``."""
+"""``audiosweep prepare audioset|hf|hdf5|wds|demo|...``, ``audiosweep verify`` and ``audiosweep summary``."""
 
 from __future__ import annotations
 
@@ -21,6 +21,37 @@ def _common_output(p: argparse.ArgumentParser, *, labels: bool = True) -> None:
     p.add_argument("--shard-mb", type=float, default=256, help="shard size bound (MB of audio)")
     p.add_argument("--overwrite", action="store_true", help="replace splits that already exist")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _val_options(p)
+
+
+def _val_options(p: argparse.ArgumentParser, *, required: bool = False) -> None:
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        required=required,
+        default=None,
+        help="carve this fraction of 'train' into a split 'val' (stratified over the labels) "
+        "for model selection (data.val_split=val)",
+    )
+    p.add_argument(
+        "--val-seed", type=int, default=0, help="seed of the validation split's choice (0)"
+    )
+
+
+def _carve(args: argparse.Namespace, dataset: str) -> None:
+    """`--val-fraction`: carve the validation split from what was just written."""
+    if args.val_fraction is None:
+        return
+    from .schema import DatasetInfo
+    from .split import carve_validation, split_report
+
+    entries = carve_validation(
+        dataset,
+        fraction=args.val_fraction,
+        seed=args.val_seed,
+        overwrite=getattr(args, "overwrite", False),
+    )
+    print(split_report(entries, DatasetInfo.load(dataset).class_names))
 
 
 def _format_option(p: argparse.ArgumentParser, choices: list[str]) -> None:
@@ -59,6 +90,7 @@ def _ingest(args: argparse.Namespace, prepare, **source) -> int:
 
     entries = prepare(args.out, **source, **_ingest_kwargs(args))
     print(rejection_summary(entries))
+    _carve(args, args.out)
     print(format_summary(summarize(args.out)))
     return 0
 
@@ -108,6 +140,55 @@ def _prepare_hf(args: argparse.Namespace) -> int:
     )
 
 
+def _split_files(args: argparse.Namespace) -> dict[str, list[str]]:
+    splits = {"train": args.train}
+    if args.eval:
+        splits["eval"] = args.eval
+    return splits
+
+
+def _official(args: argparse.Namespace) -> dict[str, str]:
+    lists = {"train": args.segments, "eval": args.eval_segments}
+    return {split: csv for split, csv in lists.items() if csv}
+
+
+def _prepare_hdf5(args: argparse.Namespace) -> int:
+    from .ingest import resolve_labels
+    from .ingest_hdf5 import prepare_hdf5
+
+    return _ingest(
+        args,
+        prepare_hdf5,
+        labels=resolve_labels(args.labels),
+        splits=_split_files(args),
+        layout=args.layout,
+        official=_official(args),
+    )
+
+
+def _prepare_wds(args: argparse.Namespace) -> int:
+    from .ingest import resolve_labels
+    from .ingest_wds import prepare_wds
+
+    return _ingest(
+        args,
+        prepare_wds,
+        labels=resolve_labels(args.labels),
+        splits=_split_files(args),
+        official=_official(args),
+    )
+
+
+def _coverage_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--segments",
+        default=None,
+        help="official segments CSV of split 'train': the manifest records which of its clips "
+        "are present, missing and extra",
+    )
+    p.add_argument("--eval-segments", default=None, help="the same for split 'eval'")
+
+
 def _summary(args: argparse.Namespace) -> int:
     from .summary import print_summary
 
@@ -133,6 +214,7 @@ def _generate(args: argparse.Namespace, make) -> int:
         audio_format=args.format,
         **_output_kwargs(args),
     )
+    _carve(args, args.out)
     print_summary(args.out)
     return 0
 
@@ -150,6 +232,22 @@ def _prepare_scene_demo(args: argparse.Namespace) -> int:
     from .scene_demo import prepare_scene_demo
 
     return _generate(args, prepare_scene_demo)
+
+
+def _split(args: argparse.Namespace) -> int:
+    from .split import carve_validation, split_report
+    from .summary import print_summary
+
+    entries = carve_validation(
+        args.dataset,
+        fraction=args.val_fraction,
+        seed=args.val_seed,
+        source_split=args.source_split,
+        val_split=args.name,
+        overwrite=args.overwrite,
+    )
+    print(split_report(entries, print_summary(args.dataset)["class_names"]))
+    return 0
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -194,6 +292,30 @@ def register(sub) -> None:
     _ingest_options(p)
     p.set_defaults(func=_prepare_hf)
 
+    p = sources.add_parser(
+        "hdf5", help="AudioSet HDF5 files as PANNs (waveform) or PaSST/EfficientAT (mp3) write them"
+    )
+    p.add_argument("--train", required=True, nargs="+", help="HDF5 file(s) or glob(s) -> 'train'")
+    p.add_argument("--eval", default=None, nargs="+", help="HDF5 file(s) or glob(s) -> 'eval'")
+    p.add_argument(
+        "--layout",
+        default=None,
+        choices=["panns", "passt"],
+        help="force the layout (default: detected from the datasets each file holds)",
+    )
+    _coverage_options(p)
+    _common_output(p)
+    _ingest_options(p)
+    p.set_defaults(func=_prepare_hdf5)
+
+    p = sources.add_parser("wds", help="webdataset tar shards (audio + json or cls per key)")
+    p.add_argument("--train", required=True, nargs="+", help="tar shard glob(s) -> 'train'")
+    p.add_argument("--eval", default=None, nargs="+", help="tar shard glob(s) -> 'eval'")
+    _coverage_options(p)
+    _common_output(p)
+    _ingest_options(p)
+    p.set_defaults(func=_prepare_wds)
+
     p = sources.add_parser("demo", help="the embedded synthetic demo dataset (10 classes)")
     p.add_argument("--train-clips", type=int, default=1000, help="clips in split 'train'")
     p.add_argument("--eval-clips", type=int, default=250, help="clips in split 'eval'")
@@ -234,6 +356,16 @@ def register(sub) -> None:
     _common_output(p, labels=False)
     _format_option(p, ["flac", "wav"])
     p.set_defaults(func=_prepare_scene_demo, sample_rate=16000, clip_seconds=4.0)
+
+    p = sub.add_parser(
+        "split", help="carve a stratified validation split from a dataset's train split"
+    )
+    p.add_argument("dataset", help="dataset folder")
+    _val_options(p, required=True)
+    p.add_argument("--from", dest="source_split", default="train", help="split to carve from")
+    p.add_argument("--name", default="val", help="name of the new split (val)")
+    p.add_argument("--overwrite", action="store_true", help="carve again over an existing one")
+    p.set_defaults(func=_split)
 
     p = sub.add_parser("verify", help="check a dataset's shards against its manifest")
     p.add_argument("dataset", help="dataset folder")

@@ -18,6 +18,7 @@ from typing import Any, TypedDict
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from .official import coverage, format_coverage, split_clip_ids
 from .rows import ClipSource, RowSpec, convert
 from .schema import DEFAULT_CLIP_SECONDS, DEFAULT_SAMPLE_RATE, DatasetError, LabelIndex
 from .writer import DatasetWriter, Rejection, Row
@@ -117,6 +118,7 @@ def ingest(
     task: str = "multilabel",
     address: str | None = None,
     shard_clips: int | None = None,
+    official: dict[str, str | os.PathLike] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Write ``splits`` into the dataset at ``out_dir``; return their manifest entries.
 
@@ -124,7 +126,9 @@ def ingest(
     ingest or in a split the dataset keeps) is a ``duplicate``. With ``address`` (a Ray
     address, or "auto") the clips are converted and the shards written by Ray tasks across
     the cluster, ``shard_clips`` input clips per shard, and an interrupted run resumes.
+    ``official`` maps a split to the official segments CSV its coverage is recorded against.
     """
+    official_lists = _read_official(official or {}, splits)
     spec = RowSpec(
         sample_rate=int(sample_rate), audio_format=audio_format, label_ids=labels.index_of()
     )
@@ -180,7 +184,25 @@ def ingest(
                 bar.update()
             bar.close()
             writer.close_split(split)
+        for split, (name, ids) in official_lists.items():
+            entry = writer.entries[split]
+            entry["coverage"] = coverage(split_clip_ids(writer.root, entry), ids, name)
         return dict(writer.entries)
+
+
+def _read_official(
+    official: dict[str, str | os.PathLike], splits: dict[str, SplitInput]
+) -> dict[str, tuple[str, list[str]]]:
+    """Each split's official list (CSV name, ids), read before anything is written."""
+    from .official import official_ids
+
+    unknown = sorted(set(official) - set(splits))
+    if unknown:
+        raise DatasetError(
+            f"official segment list(s) given for split(s) {', '.join(unknown)} that this "
+            f"ingest does not write ({', '.join(splits)})"
+        )
+    return {split: (Path(csv).name, official_ids(csv)) for split, csv in official.items()}
 
 
 def rejection_summary(entries: dict[str, dict[str, Any]], shown: int = SHOWN_REJECTIONS) -> str:
@@ -194,6 +216,8 @@ def rejection_summary(entries: dict[str, dict[str, Any]], shown: int = SHOWN_REJ
             f"{split}: {entry['rows']} clips written, {len(rejected)} rejected"
             + (f" ({by_reason})" if rejected else "")
         )
+        if "coverage" in entry:
+            lines.append(format_coverage(split, entry["coverage"]).strip())
         for r in rejected[:shown]:
             lines.append(f"  {r['reason']:<13} {r['clip_id']}: {r['detail']}")
         if len(rejected) > shown:

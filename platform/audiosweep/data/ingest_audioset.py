@@ -7,55 +7,21 @@ same names prefixed with ``Y``; any format and sample rate soundfile reads, any 
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .ingest import ClusterIngestOptions, SplitInput, ingest
 from .rows import ClipSource
 from .schema import DatasetError, LabelIndex
+from .segments import Segment, read_segments
 
 if TYPE_CHECKING:  # typing has Unpack from Python 3.11; 3.10 is still supported
     from typing_extensions import Unpack
 
 # When several files share a stem, the first extension in this order wins.
 PREFERRED_EXTENSIONS = (".flac", ".wav", ".ogg", ".opus", ".mp3", ".aiff", ".aif")
-
-
-@dataclass(frozen=True)
-class Segment:
-    ytid: str
-    start: str
-    end: str
-    mids: tuple[str, ...]
-    line: int
-
-
-def read_segments(path: str | os.PathLike) -> Iterator[Segment]:
-    """Parse a segments CSV; a line without a label field yields a segment with no MIDs."""
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"segments CSV not found: {path}")
-    with path.open(newline="", encoding="utf-8") as f:
-        for line_no, row in enumerate(csv.reader(f, skipinitialspace=True), start=1):
-            if not row or not row[0].strip() or row[0].lstrip().startswith("#"):
-                continue
-            fields = [x.strip() for x in row]
-            mids = (
-                tuple(m.strip() for m in fields[3].split(",") if m.strip())
-                if len(fields) > 3
-                else ()
-            )
-            yield Segment(
-                ytid=fields[0],
-                start=fields[1] if len(fields) > 1 else "",
-                end=fields[2] if len(fields) > 2 else "",
-                mids=mids,
-                line=line_no,
-            )
 
 
 def index_audio_dir(audio_dir: str | os.PathLike) -> dict[str, Path]:

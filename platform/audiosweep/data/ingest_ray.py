@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from .fingerprint import add_digests, as_hex
 from .rows import ClipSource, RowSpec, convert
 from .schema import REJECT_REASONS, write_json_atomic
 from .writer import DatasetWriter, Rejection, Row, SplitWriter
@@ -123,7 +124,7 @@ def _finished(record: Path, fingerprint: str, root: Path) -> dict[str, Any] | No
         entry = json.loads(record.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if entry.get("fingerprint") != fingerprint:
+    if entry.get("fingerprint") != fingerprint or "content_digest" not in entry:
         return None
     for shard in entry.get("shards", []):
         path = root / shard["file"]
@@ -143,6 +144,7 @@ def merge_entries(parts: list[dict[str, Any]], num_classes: int) -> dict[str, An
         "rows": sum(part["rows"] for part in parts),
         "audio_seconds": round(sum(part["audio_seconds"] for part in parts), 3),
         "positives_per_class": positives,
+        "content_digest": as_hex(add_digests(*(part["content_digest"] for part in parts))),
         "shards": [shard for part in parts for shard in part["shards"]],
         "rejected": rejected,
         "rejected_counts": {reason: n for reason, n in counts.items() if n},

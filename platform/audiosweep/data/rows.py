@@ -11,6 +11,14 @@ import numpy as np
 from . import audio_io
 from .writer import Rejection, Row
 
+# A clip whose peak stays below -80 dBFS (about 3 int16 steps) holds no usable sound: the
+# zero rows a packing script leaves for clips it could not find look like this.
+SILENT_PEAK = 1e-4
+# Float sources can hold samples beyond full scale, which the shards' 16-bit encoding would
+# flatten; more than this fraction of them means a mis-scaled or saturated clip. (A lossy
+# decoder's overshoot on loud clips touches far fewer samples.)
+CLIPPED_FRACTION = 0.01
+
 
 @dataclass(frozen=True)
 class ClipSource:
@@ -64,17 +72,34 @@ def make_row(source: ClipSource, spec: RowSpec) -> Row | Rejection:
         return Rejection(clip_id, "empty", f"audio has no frames{where}")
     if not np.isfinite(data).all():
         return Rejection(clip_id, "corrupt", f"audio holds NaN or infinite samples{where}")
+    level = _level_problem(data)
+    if level is not None:
+        return Rejection(clip_id, level[0], f"{level[1]}{where}")
 
     keep_bytes = (
         rate == spec.sample_rate
         and data.shape[1] == 1
         and audio_io.container_of(raw) == spec.audio_format
+        # Float WAV (how a float waveform arrives) is twice the size of the 16-bit shards.
+        and not (spec.audio_format == "wav" and audio_io.subtype_of(raw) in ("FLOAT", "DOUBLE"))
     )
     if keep_bytes:
         return Row(clip_id, raw, rate, int(data.shape[0]), labels)
     wave = audio_io.resample(audio_io.to_mono(data), rate, spec.sample_rate)
     encoded = audio_io.encode(wave, spec.sample_rate, spec.audio_format)
     return Row(clip_id, encoded, spec.sample_rate, int(wave.shape[-1]), labels)
+
+
+def _level_problem(data: np.ndarray) -> tuple[str, str] | None:
+    """("silent" | "clipped", detail) when the decoded samples are unusable, else None."""
+    magnitude = np.abs(data)
+    peak = float(magnitude.max())
+    if peak < SILENT_PEAK:
+        return "silent", f"peak {peak:.1e} (below -80 dBFS)"
+    over = float(np.count_nonzero(magnitude >= 1.0)) / magnitude.size
+    if over > CLIPPED_FRACTION:
+        return "clipped", f"{over:.1%} of samples at or beyond full scale (peak {peak:.3g})"
+    return None
 
 
 def convert(item: ClipSource | Rejection, spec: RowSpec) -> Row | Rejection:

@@ -28,7 +28,16 @@ LABELS_NAME = "labels.csv"
 DEFAULT_SAMPLE_RATE = 32000
 DEFAULT_CLIP_SECONDS = 10.0
 
-REJECT_REASONS = ("corrupt", "missing", "empty", "unknown_label", "duplicate", "no_labels")
+REJECT_REASONS = (
+    "corrupt",
+    "missing",
+    "empty",
+    "unknown_label",
+    "duplicate",
+    "no_labels",
+    "silent",
+    "clipped",
+)
 # The manifest's optional "task": multilabel (any number of labels per clip, the default for a
 # manifest without the key) or singlelabel (exactly one label per clip: scene classification).
 TASKS = ("multilabel", "singlelabel")
@@ -212,6 +221,12 @@ class DatasetInfo:
             raise DatasetError(
                 f"{self.path}: no split {split!r} (has: {', '.join(sorted(self.splits)) or 'none'})"
             ) from None
+
+    @property
+    def fingerprint(self) -> str | None:
+        """The content id of the rows (`audiosweep.data.fingerprint`); None for a dataset
+        written before fingerprints."""
+        return self.manifest.get("fingerprint")
 
     def rows(self, split: str) -> int:
         return int(self.split(split)["rows"])

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from .fingerprint import short
+from .official import format_coverage
 from .schema import DatasetInfo
 
 
@@ -19,6 +21,7 @@ def summarize(dataset_dir: str | os.PathLike) -> dict[str, Any]:
             "bytes": sum(int(s["bytes"]) for s in entry["shards"]),
             "rejected": dict(entry.get("rejected_counts", {})),
             "positives_per_class": [int(n) for n in entry["positives_per_class"]],
+            **({"coverage": entry["coverage"]} if "coverage" in entry else {}),
         }
     return {
         "path": str(info.path),
@@ -26,6 +29,7 @@ def summarize(dataset_dir: str | os.PathLike) -> dict[str, Any]:
         "clip_seconds": info.clip_seconds,
         "num_classes": info.num_classes,
         "task": info.task,
+        "fingerprint": info.fingerprint,
         "class_names": info.class_names,
         "splits": splits,
     }
@@ -48,6 +52,12 @@ def format_summary(summary: dict[str, Any], max_classes: int = 30) -> str:
         f"  {summary['num_classes']} classes"
         + (" (single-label)" if summary.get("task") == "singlelabel" else "")
         + f", {summary['sample_rate']} Hz, {summary['clip_seconds']:g} s clips",
+        "  fingerprint "
+        + (
+            short(summary.get("fingerprint"))
+            if summary.get("fingerprint")
+            else "none (written before fingerprints; prepare it again to get one)"
+        ),
     ]
     for name in names:
         s = summary["splits"][name]
@@ -56,6 +66,9 @@ def format_summary(summary: dict[str, Any], max_classes: int = 30) -> str:
             f"  {name}: {s['rows']} clips ({s['audio_seconds'] / 3600:.2f} h), "
             f"{s['shards']} shard(s), {_bytes(s['bytes'])}, rejected: {rejected}"
         )
+    for name in names:
+        if "coverage" in summary["splits"][name]:
+            lines.append(format_coverage(name, summary["splits"][name]["coverage"]))
     class_names = summary["class_names"]
     totals = [
         sum(summary["splits"][n]["positives_per_class"][k] for n in names)

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from . import audio_io
+from .fingerprint import add_digests, as_hex, fingerprint, row_digest
 from .schema import SHARD_SCHEMA, DatasetError, DatasetInfo, sha256_file
 
 VERIFY_BATCH_ROWS = 64
@@ -48,6 +49,7 @@ def _check_rows(
     seen: dict[str, str],
     positives: np.ndarray,
     report: VerifyReport,
+    content: list[int],
 ) -> None:
     columns = table.to_pydict()
     for clip_id, audio, rate, frames, labels in zip(
@@ -62,6 +64,7 @@ def _check_rows(
         if clip_id in seen:
             report.problems.append(f"{where}: clip id repeated (also in {seen[clip_id]})")
         seen[clip_id] = shard
+        content[0] = add_digests(content[0], row_digest(clip_id, labels, audio))
         if not labels or any(not 0 <= k < info.num_classes for k in labels):
             report.problems.append(f"{where}: labels {labels} not in 0..{info.num_classes - 1}")
         else:
@@ -101,6 +104,7 @@ def verify(dataset_dir: str | os.PathLike, *, progress: bool | None = None) -> V
     for split, entry in info.splits.items():
         positives = np.zeros(info.num_classes, dtype=np.int64)
         rows = 0
+        content = [0]
         listed = set()
         for shard in entry.get("shards", []):
             name = shard["file"]
@@ -129,7 +133,7 @@ def verify(dataset_dir: str | os.PathLike, *, progress: bool | None = None) -> V
                         f"{name}: {parquet.metadata.num_rows} rows, manifest says {shard['rows']}"
                     )
                 for batch in parquet.iter_batches(batch_size=VERIFY_BATCH_ROWS):
-                    _check_rows(batch, name, info, seen, positives, report)
+                    _check_rows(batch, name, info, seen, positives, report, content)
                     rows += batch.num_rows
                     report.rows += batch.num_rows
                     bar.update(batch.num_rows)
@@ -145,6 +149,12 @@ def verify(dataset_dir: str | os.PathLike, *, progress: bool | None = None) -> V
                 f"split {split!r}: positives per class differ from the manifest "
                 f"(classes {diff[:10].tolist()})"
             )
+        recorded = entry.get("content_digest")
+        if recorded is not None and recorded != as_hex(content[0]):
+            report.problems.append(
+                f"split {split!r}: rows differ from the manifest's content digest "
+                "(a clip, label or audio changed since the ingest)"
+            )
         split_dir = info.path / split
         if split_dir.is_dir():
             extra = sorted(p.name for p in split_dir.iterdir() if p.name not in listed)
@@ -153,4 +163,11 @@ def verify(dataset_dir: str | os.PathLike, *, progress: bool | None = None) -> V
                     f"{split}/: files not in the manifest: {', '.join(extra[:5])}"
                 )
     bar.close()
+    recorded = info.manifest.get("fingerprint")
+    if recorded is not None and "content_digest" in next(iter(info.splits.values()), {}):
+        expected = fingerprint(info.mids, info.sample_rate, info.splits)
+        if recorded != expected:
+            report.problems.append(
+                f"manifest fingerprint {recorded[:16]} does not match its splits ({expected[:16]})"
+            )
     return report

@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .fingerprint import add_digests, as_hex, fingerprint, row_digest, shards_digest
 from .schema import (
     LABELS_NAME,
     MANIFEST_NAME,
@@ -93,6 +94,7 @@ class SplitWriter:
         self.rejected: list[dict[str, str]] = []
         self.rows = 0
         self.audio_seconds = 0.0
+        self.digest = 0
         self._buffer: list[Row] = []
         self._writer: pq.ParquetWriter | None = None
         self._tmp: Path | None = None
@@ -115,6 +117,7 @@ class SplitWriter:
         self.rows += 1
         self.audio_seconds += row.num_frames / row.sample_rate
         self.positives[list(row.labels)] += 1
+        self.digest = add_digests(self.digest, row_digest(row.clip_id, row.labels, row.audio))
         if len(self._buffer) >= self.row_group_rows:
             self._flush_row_group()
 
@@ -130,6 +133,7 @@ class SplitWriter:
             "rows": self.rows,
             "audio_seconds": round(self.audio_seconds, 3),
             "positives_per_class": self.positives.tolist(),
+            "content_digest": as_hex(self.digest),
             "shards": self.shards,
             "rejected": self.rejected,
             "rejected_counts": {
@@ -266,7 +270,13 @@ class DatasetWriter:
                     f"{root} already holds a complete dataset with split(s) "
                     f"{', '.join(clash)}; pass --overwrite to replace them"
                 )
-            others = {k: v for k, v in existing.items() if k not in self.splits}
+            # A split carved from one being rewritten holds its old rows: it goes with it.
+            others = {
+                k: v
+                for k, v in existing.items()
+                if k not in self.splits
+                and (v.get("carved_from") or {}).get("split") not in self.splits
+            }
             same_kind = (
                 int(manifest["sample_rate"]) == self.sample_rate
                 and manifest.get("task", "multilabel") == self.task
@@ -398,9 +408,14 @@ class DatasetWriter:
     def _manifest(self, splits: dict[str, dict[str, Any]]) -> dict[str, Any]:
         # Multi-label manifests stay as they were (no "task": readers default to multilabel).
         task = {} if self.task == "multilabel" else {"task": self.task}
+        for entry in splits.values():
+            if "content_digest" not in entry:  # a kept split written before fingerprints
+                paths = [self.root / shard["file"] for shard in entry["shards"]]
+                entry["content_digest"] = as_hex(shards_digest(paths))
         return {
             "schema_version": SCHEMA_VERSION,
             **task,
+            "fingerprint": fingerprint(self.labels.mids, self.sample_rate, splits),
             "sample_rate": self.sample_rate,
             "clip_seconds": self.clip_seconds,
             "num_classes": len(self.labels),

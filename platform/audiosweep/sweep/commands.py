@@ -66,6 +66,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--out", help="folder for report.md/.csv/.png (default: <run root>/sweeps/<id>/report)"
     )
     r.add_argument("--run-root", help="the sweep's run root (default: the preset's, runs/)")
+    r.add_argument(
+        "--compare",
+        metavar="SWEEP_ID",
+        help="another sweep: say whether both were scored on the same dataset (fingerprint)",
+    )
     r.add_argument("--tracking-uri")
     r.set_defaults(func=_report)
 
@@ -198,6 +203,13 @@ def _report(args: argparse.Namespace) -> int:
     paths = report.publish_to(mlflow, parent.info.run_id, rep, out)
     print(report.markdown(rep))
     print("written: " + ", ".join(paths))
+    if args.compare:
+        other_family = _family_of(mlflow, args.compare)
+        if other_family is None:
+            from audiosweep.errors import UserError
+
+            raise UserError(f"no sweep {args.compare!r} in {uri} (--compare)")
+        print(report.compare_datasets(rep, report.build_report(mlflow, other_family, args.compare)))
     return 0
 
 

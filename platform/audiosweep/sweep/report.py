@@ -119,6 +119,7 @@ def fetch_trials(mlflow, family: str, sweep_id: str) -> list[dict[str, Any]]:
                 "chance_log_loss": metrics.get("eval_chance_log_loss"),
                 "infer_shape": tags.get("infer_shape"),
                 "infer_threads": tags.get("infer_threads"),
+                "dataset": tags.get(tracking.DATASET_TAG),
             }
         )
     return sorted(
@@ -139,6 +140,7 @@ def build_report(mlflow, family: str, sweep_id: str) -> dict[str, Any]:
             "family": family,
             "sweep_id": sweep_id,
             "trials": trials,
+            "datasets": datasets_of(trials),
             **rep,
             "throughput": controlled,
         }
@@ -185,6 +187,7 @@ def build_report(mlflow, family: str, sweep_id: str) -> dict[str, Any]:
         "rows": rows,
         "diffs": dcls_vs_dsc(rows),
         "trials": trials,
+        "datasets": datasets_of(trials),
         "paper": PAPER_ROWS,
         "throughput": controlled,
     }
@@ -218,6 +221,39 @@ def _speed_ratio(other: dict[str, Any], base: dict[str, Any], mode: str) -> floa
         return paired
     a, b = other.get(f"{mode}_samples_per_s"), base.get(f"{mode}_samples_per_s")
     return a / b if a and b else math.nan
+
+
+def datasets_of(trials: list[dict[str, Any]]) -> dict[str, int]:
+    """Trials per dataset fingerprint (``unknown``: a run logged without one)."""
+    counts: dict[str, int] = {}
+    for t in trials:
+        key = t.get("dataset") or "unknown"
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def dataset_line(rep: dict[str, Any]) -> str:
+    """The line under the table naming the dataset the scores were computed on."""
+    datasets = rep.get("datasets") or {}
+    if len(datasets) == 1:
+        ((fp, n),) = datasets.items()
+        return f"Dataset fingerprint: {fp} ({n} trial{'s' if n != 1 else ''})."
+    if not datasets:
+        return "Dataset fingerprint: no trials."
+    listed = ", ".join(f"{fp} ({n})" for fp, n in datasets.items())
+    return f"Dataset fingerprints differ between trials: {listed}; their scores do not compare."
+
+
+def compare_datasets(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """Whether two reports' scores were computed on the same dataset."""
+    da, db = set(a.get("datasets") or {}), set(b.get("datasets") or {})
+    names = f"{a['sweep_id']} and {b['sweep_id']}"
+    if da == db and len(da) == 1 and "unknown" not in da:
+        return f"{names} used the same dataset ({next(iter(da))}): their scores compare."
+    return (
+        f"{names} used different datasets ({', '.join(sorted(da)) or 'none'} vs "
+        f"{', '.join(sorted(db)) or 'none'}): their scores do not compare."
+    )
 
 
 def dcls_vs_dsc(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -264,6 +300,8 @@ def markdown(rep: dict[str, Any]) -> str:
             report_scenes.markdown(rep)
             + "\n"
             + throughput.method_text(rep.get("throughput"))
+            + "\n\n"
+            + dataset_line(rep)
             + "\n"
         )
     lines = [
@@ -303,6 +341,8 @@ def markdown(rep: dict[str, Any]) -> str:
     ]
     chance = rep.get("chance_map", math.nan)
     lines += [
+        "",
+        dataset_line(rep),
         "",
         f"Chance level: {tables.cell(100 * chance, '.2f')} mAP points (the eval split's mean class "
         "prevalence, what random scores reach).",

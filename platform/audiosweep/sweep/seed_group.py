@@ -34,7 +34,8 @@ SUMMARY_KEYS = (
     "best_map",
     "final_map_tta",
     "params_total",
-    "infer_samples_per_s",
+    "macs_per_clip",
+    "train_step_peak_bytes",
     "train_samples_per_s",
     "wall_time_s",
 )
@@ -75,7 +76,7 @@ def mean_curves(curves: list[dict[int, dict[str, float]]]) -> list[dict[str, flo
         for key in sorted(keys):
             mean, std = mean_std([c[epoch][key] for c in curves])
             row[key] = mean
-            if key.startswith("eval_") or key == "best_map":
+            if key.startswith(("eval_", "val_")) or key == "best_map":
                 row[f"{key}_std"] = std
         rows.append(row)
     return rows

@@ -73,6 +73,7 @@ def run_sweep(
     from audiosweep.sweep import report
     from audiosweep.sweep.progress import SweepProgress
     from audiosweep.sweep.trainable import SweepContext, run_trial_in_tune
+    from audiosweep.train.dataset_inputs import tag_dataset
 
     space, base = plan.space, plan.base
     # Read from what the cluster can grow to, before anything is logged: a trial that can
@@ -91,6 +92,7 @@ def run_sweep(
         plan.sweep_id,
         tags={"space": space.name, "preset": base.preset, "git_commit": commit},
     )
+    tag_dataset(mlflow, parent_id, base.data.path)
     tracking.log_params(
         mlflow,
         parent_id,
@@ -278,10 +280,11 @@ def _tune_config(space: SearchSpace, base: TrialConfig, concurrency: int):
             grace_period=int(sched.get("grace_period", 1)),
             reduction_factor=float(sched.get("reduction_factor", 2)),
         )
-    searcher = _searcher(space, base.train.seed)
+    metric = selection_metric(space.metric, base.data.val_split)
+    searcher = _searcher(space, base.train.seed, metric)
     # Several objectives go to the searcher alone: Tune's own metric/mode (for schedulers and
     # best-result lookups) take a single metric.
-    single = {"metric": space.metric, "mode": space.mode}
+    single = {"metric": metric, "mode": space.mode}
     objective = {} if space.multi_objective else single
     return tune.TuneConfig(
         **objective,
@@ -293,7 +296,7 @@ def _tune_config(space: SearchSpace, base: TrialConfig, concurrency: int):
     )
 
 
-def _searcher(space: SearchSpace, seed: int):
+def _searcher(space: SearchSpace, seed: int, metric: str | list[str]):
     """Optuna over the space's params: TPE (one or several objectives) or NSGA-II; a
     multi-objective searcher is told its metrics and modes itself."""
     import optuna
@@ -305,8 +308,18 @@ def _searcher(space: SearchSpace, seed: int):
         # What OptunaSearch builds by default; TPE searches several objectives as well.
         sampler = optuna.samplers.TPESampler(seed=seed)
     if space.multi_objective:
-        return OptunaSearch(metric=space.metric, mode=space.mode, sampler=sampler)
+        return OptunaSearch(metric=metric, mode=space.mode, sampler=sampler)
     return OptunaSearch(sampler=sampler)
+
+
+def selection_metric(metric: str | list[str], val_split: str | None) -> str | list[str]:
+    """What ASHA and Optuna decide on: an ``eval_*`` metric read from the validation split
+    (``val_*``) when the trials have one, so that no decision looks at the eval split."""
+    if isinstance(metric, list):
+        return [selection_metric(m, val_split) for m in metric]
+    if val_split and metric.startswith("eval_"):
+        return "val_" + metric.removeprefix("eval_")
+    return metric
 
 
 def _trial_name(trial) -> str:

@@ -32,7 +32,9 @@ def resolve_trial(cfg: TrialConfig) -> tuple[TrialConfig, Any]:
             + JOB_COPY_HINT * (JOB_COPY_MARK in data_path)
         )
     info = DatasetInfo.load(data_path)
-    for split in (cfg.data.train_split, cfg.data.eval_split):
+    for split in (cfg.data.train_split, cfg.data.eval_split, cfg.data.val_split):
+        if split is None:
+            continue
         if split not in info.splits:
             raise DatasetError(
                 f"dataset {data_path} has no split {split!r} (has: {', '.join(info.splits)})"

@@ -26,9 +26,9 @@ class ExactEvalDataConfig(DataConfig):
     Ray Train configures one dataset per call, when the workers first ask for its shard.
     """
 
-    def __init__(self, eval_name: str = "eval") -> None:
+    def __init__(self, eval_names: tuple[str, ...] = ("eval", "val")) -> None:
         super().__init__(datasets_to_split="all", enable_shard_locality=False)
-        self._eval_name = eval_name
+        self._eval_names = eval_names
 
     @staticmethod
     def default_ingest_options():
@@ -41,7 +41,7 @@ class ExactEvalDataConfig(DataConfig):
             return [{name: self._prepared(name, ds).iterator() for name, ds in datasets.items()}]
         output = [{} for _ in range(world_size)]
         for name, ds in datasets.items():
-            if name != self._eval_name:
+            if name not in self._eval_names:
                 part = super().configure(
                     {name: ds}, world_size, worker_handles, worker_node_ids, **kwargs
                 )

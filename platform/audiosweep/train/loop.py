@@ -64,6 +64,7 @@ def run_worker(config: dict[str, Any], session: WorkerSession) -> None:
         epoch_clock.open()
     train_shard = session.dataset_shard("train")
     eval_shard = session.dataset_shard("eval")
+    val_shard = session.dataset_shard("val") if cfg.data.val_split else None
 
     state = build_worker_state(
         cfg,
@@ -111,7 +112,27 @@ def run_worker(config: dict[str, Any], session: WorkerSession) -> None:
             **state.param_counts,
             **{k: v for k, v in result.items() if not k.startswith("per_class_ap")},
         }
-        metrics["best_map"] = state.track_best(metrics["eval_map"])
+        if val_shard is not None:
+            # Selection reads the validation split; the eval scores above are the curve only.
+            selected = evaluate(
+                state.model,
+                state.recipe,
+                val_shard,
+                cfg=cfg,
+                num_classes=num_classes,
+                rank=rank,
+                epoch=epoch,
+            )
+            metrics.update(
+                {
+                    "val_" + k.removeprefix("eval_"): v
+                    for k, v in selected.items()
+                    if not k.startswith("per_class_ap")
+                }
+            )
+        metrics["best_map"] = state.track_best(
+            metrics["val_map"] if val_shard is not None else metrics["eval_map"]
+        )
         if last and rank == 0:
             # What a clip and a step cost, which no other trial's load changes. Speed is
             # measured once per sweep, side by side, when the trials are done

@@ -103,6 +103,15 @@ def build_trainer(
             epoch=0,
         ),
     }
+    if cfg.data.val_split:  # read like the eval split; it decides, eval only scores
+        datasets["val"] = read_split(
+            cfg.data.path,
+            cfg.data.val_split,
+            clip_seconds=cfg.data.clip_seconds,
+            with_clip_id=True,
+            read_cpus=cfg.data.read_cpus,
+            epoch=0,
+        )
     gpus = worker_gpus(cfg)
     resources = {"CPU": cfg.train.cpus_per_worker, **({"GPU": gpus} if gpus else {})}
     trainer = TrialTrainer(

@@ -14,6 +14,7 @@ from typing import Any
 
 from audiosweep import tracking
 from audiosweep.config import TrialConfig
+from audiosweep.train.dataset_inputs import log_dataset_inputs
 
 SINGLE_RUN_EXPERIMENT = "audiosweep-train"
 SUMMARY_TAGS = ("cost_clip_shape",)
@@ -28,6 +29,7 @@ class TrialRun:
         self.cfg = cfg
         self.mlflow = tracking.client(uri)
         self.started = time.time()
+        log_dataset_inputs(self.mlflow, run_id, cfg.data)
 
     @classmethod
     def open_single(cls, uri: str, cfg: TrialConfig) -> TrialRun:
