@@ -8,9 +8,9 @@ import math
 import torch
 from torch import nn
 
-from audiosweep.bench.dcls import time_interleaved
 from audiosweep.config import load_preset
 from audiosweep.sweep.objectives import THROUGHPUT_RATIO, throughput_vs_dsc
+from audiosweep.train.side_by_side import Timed, time_interleaved
 
 
 class Recorder(nn.Module):
@@ -25,14 +25,16 @@ class Recorder(nn.Module):
 
 def test_models_take_turns_in_every_repeat_after_their_warm_up() -> None:
     log: list = []
-    models = {n: Recorder(n, log) for n in ("a", "b", "c")}
+    entries = [Timed(n, Recorder(n, log), n == "b", modes=("inference",)) for n in "abc"]
     x = torch.randn(2, 3, 4, 5)  # 3 channels: the two memory formats differ
-    seconds = time_interleaved(models, x, repeats=3, channels_last=frozenset({"b"}))
+    time_interleaved(entries, modes=("inference",), x=x, target=torch.zeros(2, 1), repeats=3)
     names = [n for n, _ in log]
-    assert names == ["a", "a", "b", "b", "c", "c"] + ["a", "b", "c"] * 3
+    # One warm-up each, then rounds in turn, every other one reversed.
+    assert names == ["a", "b", "c"] + ["a", "b", "c"] + ["c", "b", "a"] + ["a", "b", "c"]
     assert {n: cl for n, cl in log} == {"a": False, "b": True, "c": False}
-    assert all(len(s) == 3 and min(s) >= 0 for s in seconds.values())
-    assert not any(m.training for m in models.values())  # timed in eval mode
+    assert all(len(e.seconds["inference"]) == 3 for e in entries)
+    assert all(min(e.seconds["inference"]) >= 0 for e in entries)
+    assert not any(e.model.training for e in entries)  # timed in eval mode
 
 
 def test_ratio_to_dsc_of_a_dcls_config_leaves_the_random_streams_alone() -> None:

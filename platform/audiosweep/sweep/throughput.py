@@ -123,7 +123,7 @@ def measure(
 def sweep_cases(results: Iterable[Any], base: TrialConfig) -> dict[CaseKey, dict[str, Any]]:
     """Each case of a finished Tune run once, as the resolved config of one of its trials
     (Tune's results hold every trial's config, grid variant or Optuna sample alike)."""
-    from audiosweep.sweep.trainable import trial_overrides
+    from audiosweep.sweep.spaces import trial_overrides
 
     clip_seconds = base.data.clip_seconds
     if clip_seconds is None:  # the dataset's, as each trial resolves it
