@@ -174,7 +174,10 @@ def test_report_columns_come_from_the_controlled_measurement_and_state_it() -> N
     assert "| 100.0 | 40.0 | 7.7 | 25 |" in text and "| 80.0 | 30.0 | 8.4 | 25 |" in text
     assert "| 0.90× | 0.70× |" in text
     assert "on the CPU, 1 thread, input 8x1x32x129 (float32; the preset's 5.12 s clips)" in text
-    assert "7 interleaved repeats" in text and "positions as initialised (seed 0)" in text
+    assert (
+        "7 interleaved repeats" in text
+        and "positions spread over the dilated kernel, as after training" in text
+    )
     assert "the measuring thread's CPU time" in text and "back to back" not in text
 
 

@@ -3,8 +3,10 @@ timed side by side in one process, on one resource of the trials' kind.
 
 A trial timing itself would share the machine with the other running trials and their data
 pipelines, and the ratio of two such figures says more about the load than about the models.
-Here every case's model (built from its trial config, seed 0: weights do not change speed,
-DCLS positions are as initialised) runs at the preset's own clip shape, one batch of each in
+Here every case's model (built from its trial config, seed 0: weights do not change speed, but
+DCLS positions do, so they are spread over the whole dilated kernel as training leaves them:
+initialised near the centre, the fast path would crop the kernel and time a cheaper model than
+the trial trained) runs at the preset's own clip shape, one batch of each in
 turn per repeat (`train/side_by_side.py`); the figures are medians, and a case's ratio to its
 architecture's DSC model is the median of the per-repeat ratios. A GPU when the trials had
 GPUs (a Ray task holding one), else `bench.threads` CPU threads in the sweep's driver.
@@ -26,7 +28,7 @@ CaseKey = tuple[str, str, int, int]  # (arch as the sweep names it, conv, kernel
 METRIC_PREFIX = "throughput/"
 TAG_PREFIX = "audiosweep.throughput."
 FIGURES = ("infer_samples_per_s", "train_samples_per_s", "infer_x_dsc", "train_x_dsc")
-POSITIONS = "as initialised (seed 0)"
+POSITIONS = "spread over the dilated kernel, as after training"
 
 
 def case_key(arch: str, cfg: TrialConfig) -> CaseKey:
@@ -59,6 +61,7 @@ def measure(
     the first case's are left out (and named in the setup)."""
     import torch
 
+    from audiosweep.models.dcls_substitution import spread_positions
     from audiosweep.models.from_config import create_model_from_config
     from audiosweep.train.side_by_side import MODES, Timed, paired_ratio, time_interleaved
 
@@ -78,7 +81,7 @@ def measure(
                 skipped.append("/".join(map(str, key)))
                 continue
             torch.manual_seed(0)
-            model = create_model_from_config(cfg, num_classes).to(where)
+            model = spread_positions(create_model_from_config(cfg, num_classes)).to(where)
             entries[key] = Timed("/".join(map(str, key)), model)
         x = torch.randn(*shape, device=where)
         target = (torch.rand(shape[0], num_classes, device=where) < 0.05).float()
@@ -149,7 +152,12 @@ def measure_sweep(
     cases = sweep_cases(results, base)
     if not cases:
         return None
-    if (base.train.gpus_per_worker or 0) > 0:
+    from audiosweep.capacity import cluster_capacity, has_gpus
+
+    # The trials' kind of resource: a GPU each whenever the cluster can grow GPU nodes (as
+    # `train.gpus_per_worker` unset means), unless the config keeps them off GPUs.
+    types = [t for t in cluster_capacity().node_types if t.max_workers > 0]
+    if has_gpus(types) and base.train.gpus_per_worker != 0:
         import ray
 
         task = ray.remote(num_gpus=1, num_cpus=1)(measure)
