@@ -145,7 +145,7 @@ def test_a_paper_scale_dcls_run_folder_loads_with_its_shared_positions(tmp_path)
 
 
 @pytest.mark.integration
-def test_tagging_on_ray_gives_the_in_process_scores(tmp_path, run_folder, ray_address, capfd):
+def test_tagging_on_ray_gives_the_in_process_scores(tmp_path, run_folder, ray_client, capfd):
     """A folder tagged by Ray Data replicas: the same scores as in process, in file order, and
     the unreadable file reported while the others are tagged."""
     from audiosweep.cli import main
@@ -160,7 +160,8 @@ def test_tagging_on_ray_gives_the_in_process_scores(tmp_path, run_folder, ray_ad
     for mode in ("--local", "--ray"):
         out = tmp_path / f"tags{mode}.json"
         args = ["tag", str(rec), "--model", str(run_folder), "--out", str(out), mode]
-        code = main([*args, "--address", ray_address] if mode == "--ray" else args)
+        # On Ray: the fixture's driver, connected to the session's head (and shut down after).
+        code = main(args)
         err = capfd.readouterr().err
         assert code == 1 and "d-broken.wav" in err, err
         outputs[mode] = json.loads(out.read_text())
