@@ -90,6 +90,11 @@ def test_evaluate_run_folder_reproduces_the_logged_map(
     )
     assert evaluation.data.metrics["eval_map"] == report["eval_map"]
     assert evaluation.data.tags["audiosweep.role"] == "evaluation"
+    # The scored split as its dataset input, the trial's dataset fingerprint as digest.
+    (scored,) = client.get_run(evaluation.info.run_id).inputs.dataset_inputs
+    assert scored.dataset.name.endswith("/eval")
+    assert [(t.key, t.value) for t in scored.tags] == [("mlflow.data.context", "evaluation")]
+    assert scored.dataset.digest == run.data.tags["audiosweep.dataset"]
 
 
 def test_evaluate_job_on_the_logged_model_reproduces_the_ema_map(

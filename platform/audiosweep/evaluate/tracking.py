@@ -15,6 +15,7 @@ from audiosweep.config import TrialConfig
 from audiosweep.evaluate.run import Evaluation
 from audiosweep.evaluate.source import CheckpointSource
 from audiosweep.layout import CONFIG_FILE, EVALUATION_FILE, PER_CLASS_AP_FILE
+from audiosweep.train.dataset_inputs import log_dataset_inputs
 
 EXPERIMENT = "audiosweep-evaluate"
 SHA256_TAG = "audiosweep.checkpoint_sha256"
@@ -60,6 +61,8 @@ def log_evaluation(
             "eval.workers": m["workers"],
         }
         tracking.log_params(mlflow, run_id, params)
+        # The split it scored, with the dataset's fingerprint as digest, as trials log theirs.
+        log_dataset_inputs(mlflow, run_id, cfg.data, {str(m["split"]): "evaluation"})
         numeric = tracking.numeric_metrics(
             {k: v for k, v in m.items() if k not in ("ema", "tta_views", "workers")}
         )

@@ -16,9 +16,12 @@ from audiosweep.tracking import DATASET_TAG
 DATASET_CONTEXT_TAG = "mlflow.data.context"
 
 
-def dataset_inputs(data_cfg: Any) -> tuple[str | None, list[Any]]:
-    """(short fingerprint, MLflow dataset inputs) of the splits a trial reads: train as
-    ``training``, eval as ``evaluation`` (and a ``val_split``, when set, as ``validation``).
+def dataset_inputs(
+    data_cfg: Any, uses: dict[str, str] | None = None
+) -> tuple[str | None, list[Any]]:
+    """(short fingerprint, MLflow dataset inputs) of the splits a run reads (`uses`: split ->
+    context; default a trial's: train as ``training``, eval as ``evaluation`` and a
+    ``val_split``, when set, as ``validation``).
     The MLflow digest is the dataset fingerprint, the name ``<folder>/<split>``; (None, [])
     when the dataset cannot be read here."""
     import json
@@ -33,10 +36,11 @@ def dataset_inputs(data_cfg: Any) -> tuple[str | None, list[Any]]:
     except DatasetError:
         return None, []
     fp = info.fingerprint
-    uses = {data_cfg.train_split: "training", data_cfg.eval_split: "evaluation"}
-    val = getattr(data_cfg, "val_split", None)
-    if val:
-        uses[val] = "validation"
+    if uses is None:
+        uses = {data_cfg.train_split: "training", data_cfg.eval_split: "evaluation"}
+        val = getattr(data_cfg, "val_split", None)
+        if val:
+            uses[val] = "validation"
     inputs = []
     for split, context in uses.items():
         if split not in info.splits:
@@ -59,10 +63,12 @@ def dataset_inputs(data_cfg: Any) -> tuple[str | None, list[Any]]:
     return (short(fp) if fp else None), inputs
 
 
-def log_dataset_inputs(mlflow_client, run_id: str, data_cfg: Any) -> str | None:
+def log_dataset_inputs(
+    mlflow_client, run_id: str, data_cfg: Any, uses: dict[str, str] | None = None
+) -> str | None:
     """Log the dataset a run reads as its MLflow dataset inputs (once: a restarted trial finds
     them logged) and tag the run with its fingerprint; returns the short fingerprint."""
-    fp, inputs = dataset_inputs(data_cfg)
+    fp, inputs = dataset_inputs(data_cfg, uses)
     if not inputs:
         return None
     run = mlflow_client.get_run(run_id)
