@@ -68,6 +68,27 @@ def test_sweep_cases_takes_one_resolved_config_per_case() -> None:
     assert cases[("convnext_tiny", "dsc", 7, 49)]["model"]["arch"] == "convnext_atto"
 
 
+def test_sweep_cases_reads_the_samples_of_a_seed_group_search() -> None:
+    """An Optuna sample with ``sweep.seeds_per_config`` holds ``seeds``, not ``seed``."""
+    case = {"model.arch": "convnext_atto", "model.conv": "dcls_gauss"}
+    results = [
+        SimpleNamespace(
+            config={
+                "cases": {"convnext_tiny:dcls_gauss": case},
+                "case": "convnext_tiny:dcls_gauss",
+                "params": {"model.kernel_count": count},
+                "seeds": [0, 1],
+            }
+        )
+        for count in (9, 16)
+    ]
+    cases = throughput.sweep_cases(results, BASE)
+    assert sorted(cases) == [
+        ("convnext_tiny", "dcls_gauss", 23, 9),
+        ("convnext_tiny", "dcls_gauss", 23, 16),
+    ]
+
+
 def test_measure_times_every_case_side_by_side_and_restores_threads() -> None:
     threads = torch.get_num_threads()
     cases = {

@@ -133,16 +133,18 @@ class SearchSpace:
 
 
 def trial_overrides(config: dict[str, Any]) -> tuple[str, int, dict[str, Any], str]:
-    """(case, seed, overrides, key) from a grid variant or an Optuna sample."""
+    """(case, seed, overrides, key) from a grid variant or an Optuna sample (a seed group's
+    sample, which holds ``seeds``, gives its first seed)."""
     if "variant" in config:
         v = config["variant"]
         variant = Variant(case=v["case"], seed=v["seed"], overrides=dict(v["overrides"]))
     else:  # Optuna: the case is a categorical parameter, searched params come dotted
         case_overrides = dict(config["cases"][config["case"]])
         case_overrides.update(config.get("params", {}))
-        case_overrides["train.seed"] = config["seed"]
+        seed = config["seed"] if "seed" in config else config["seeds"][0]
+        case_overrides["train.seed"] = seed
         case = config["case"].replace(":", "/")
-        variant = Variant(case=case, seed=config["seed"], overrides=case_overrides)
+        variant = Variant(case=case, seed=seed, overrides=case_overrides)
     return variant.case, variant.seed, variant.overrides, variant.key
 
 
