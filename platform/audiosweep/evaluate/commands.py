@@ -10,7 +10,9 @@ from pathlib import Path
 
 from audiosweep.evaluate.export import SOURCES, register_export
 
-RAY_FROM_FILES = 200  # tag.RAY_FROM_FILES, stated here so that --help imports nothing heavy
+# Above this many files `tag` runs on Ray Data unless told otherwise: below it, starting a
+# cluster costs more than it saves.
+RAY_FROM_FILES = 200
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -222,7 +224,7 @@ def _tag(args: argparse.Namespace) -> int:
     names = trained.class_names
     window_s = trained.cfg.clip_samples() / trained.cfg.audio.sample_rate
     hop = args.hop or window_s / 2
-    on_ray = args.ray or (not args.local and len(files) > tag.RAY_FROM_FILES)
+    on_ray = args.ray or (not args.local and len(files) > RAY_FROM_FILES)
     if on_ray:
         from audiosweep.evaluate.run import EvalOptions, replica_resources
         from audiosweep.ray_cluster import connect

@@ -111,18 +111,13 @@ def _export_onnx(args: argparse.Namespace) -> int:
         location,
         source=args.source,
         preset=args.preset,
-        overrides=args.overrides,
+        # Baking reads the fast DCLS layer's kernel; both layers hold the same state dict.
+        overrides=[*args.overrides, "model.dcls_impl=fast"],
         ema=args.ema,
         labels=args.labels,
         tracking_uri=args.tracking_uri,
     )
     cfg = trained.cfg
-    if cfg.model.arch != "sp4asc" and cfg.model.conv != "dsc" and cfg.model.dcls_impl != "fast":
-        # Baking reads the fast layer's kernel; both layers hold the same state dict.
-        cfg = cfg.with_overrides({"model.dcls_impl": "fast"})
-        from audiosweep.evaluate.run import build_model
-
-        trained.model = build_model(cfg, trained.num_classes, trained.checkpoint, args.ema)
     activation = task_for(cfg).activation
     frontend = build_inputs(cfg, device=torch.device("cpu"), activation=activation).frontend
     example, what = example_input(cfg, args.example)

@@ -148,11 +148,6 @@ def tag_files(
             yield path, None, str(err)
 
 
-# Above this many files `tag` runs on Ray Data unless told otherwise: below it, starting a
-# cluster costs more than it saves.
-RAY_FROM_FILES = 200
-
-
 def tag_files_on_ray(
     cfg: TrialConfig,
     model: nn.Module,

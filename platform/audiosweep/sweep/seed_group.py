@@ -120,7 +120,7 @@ def run_seed_group(config: dict[str, Any], context, *, run_one: Callable[..., An
     from audiosweep.sweep.spaces import trial_overrides
 
     seeds = [int(s) for s in config["seeds"]]
-    case, _, overrides, _ = trial_overrides({**config, "seed": seeds[0]})
+    case, _, overrides, _ = trial_overrides(config)
     key = group_key(case, overrides, seeds)
     arch, conv = case.split("/")
     mlflow = tracking.client(context.tracking_uri)

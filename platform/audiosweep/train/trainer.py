@@ -79,6 +79,20 @@ def build_trainer(
     # (`ExactEvalDataConfig`), so its clock lives in its process; several workers' train split
     # is planned by a split coordinator, which reads a shared clock (an actor).
     epoch_clock = EpochClock.new(shared=cfg.train.num_workers > 1)
+
+    def every_clip_once(split: str):
+        # Every clip once, in a fixed order, through the same datasource as training: Ray's own
+        # Parquet reader samples file footers with tasks that each need a whole CPU, which wait
+        # indefinitely while running trials hold fractions of every core.
+        return read_split(
+            cfg.data.path,
+            split,
+            clip_seconds=cfg.data.clip_seconds,
+            with_clip_id=True,
+            read_cpus=cfg.data.read_cpus,
+            epoch=0,
+        )
+
     datasets = {
         "train": read_split(
             cfg.data.path,
@@ -91,27 +105,10 @@ def build_trainer(
             samples_per_epoch=cfg.data.samples_per_epoch,
             mix_rows=cfg.data.mix_rows,
         ),
-        # Every eval clip once, in a fixed order, through the same datasource as training:
-        # Ray's own Parquet reader samples file footers with tasks that each need a whole
-        # CPU, which wait indefinitely while running trials hold fractions of every core.
-        "eval": read_split(
-            cfg.data.path,
-            cfg.data.eval_split,
-            clip_seconds=cfg.data.clip_seconds,
-            with_clip_id=True,
-            read_cpus=cfg.data.read_cpus,
-            epoch=0,
-        ),
+        "eval": every_clip_once(cfg.data.eval_split),
     }
     if cfg.data.val_split:  # read like the eval split; it decides, eval only scores
-        datasets["val"] = read_split(
-            cfg.data.path,
-            cfg.data.val_split,
-            clip_seconds=cfg.data.clip_seconds,
-            with_clip_id=True,
-            read_cpus=cfg.data.read_cpus,
-            epoch=0,
-        )
+        datasets["val"] = every_clip_once(cfg.data.val_split)
     gpus = worker_gpus(cfg)
     resources = {"CPU": cfg.train.cpus_per_worker, **({"GPU": gpus} if gpus else {})}
     trainer = TrialTrainer(
